@@ -219,5 +219,14 @@ def demo(
     run_demo(DemoConfig(out=out, n_test=n_test, seed=seed, max_new_tokens=max_new_tokens), console=console)
 
 
+def _register_pipeline_commands() -> None:
+    """`run`, `compile`, `upload`, `submit`, `schedule` and `stage` live with the KFP layer."""
+    from mini_o3.kfp.commands import register
+
+    register(app)
+
+
+_register_pipeline_commands()
+
 if __name__ == "__main__":  # pragma: no cover
     app()
