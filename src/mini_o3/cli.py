@@ -144,23 +144,52 @@ def sft(
 
 @app.command()
 def rl(
-    engine: str = typer.Option("local", "--engine", help="RL engine: local (reference, CPU / 1 GPU)."),
+    engine: str = typer.Option("local", "--engine", help="RL engine: local (reference, CPU / 1 GPU) or verl (Ray + vLLM, GPUs)."),
     model: str = typer.Option(..., "--model", help="Policy to start from (the SFT model folder)."),
     train: list[Path] = typer.Option(..., "--train", help="Unified parquet file or folder with train.parquet (repeatable)."),
     val: list[Path] = typer.Option([], "--val", help="Unified parquet file or folder with val.parquet (repeatable)."),
     out: Path = typer.Option(..., "--out", help="Run folder; re-running into it resumes from the last checkpoint."),
     overrides: list[str] = typer.Option([], "--set", help="RLConfig override KEY=VALUE (repeatable; dotted keys)."),
+    nnodes: int = typer.Option(1, "--nnodes", min=1, help="verl: GPU nodes (trainer.nnodes)."),
+    gpus_per_node: int = typer.Option(8, "--gpus-per-node", min=1, help="verl: GPUs per node (trainer.n_gpus_per_node)."),
+    verl_sets: list[str] = typer.Option([], "--verl-set", help="verl: raw hydra override appended last (repeatable), e.g. LoRA."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="verl: write the files and print the command instead of running it."),
 ) -> None:
     """GRPO with Mini-o3 semantics (multi-turn crop-tool rollouts through run_episode)."""
-    if engine != "local":
-        _fail(f"unknown RL engine {engine!r}; available: local (the verl engine on Ray/KubeRay is not built yet)")
-    from mini_o3.rl.local import run_rl_local
+    if engine == "local":
+        if dry_run or verl_sets:
+            _fail("--dry-run and --verl-set apply to --engine verl only")
+        from mini_o3.rl.local import run_rl_local
+
+        try:
+            result = run_rl_local(model, list(train), list(val), out, overrides=overrides, progress=True)
+        except (ValueError, FileNotFoundError) as exc:
+            _fail(str(exc))
+        console.print(f"[green]done[/green] {out}: step {result.global_step}")
+        return
+    if engine != "verl":
+        _fail(f"unknown RL engine {engine!r}; available: local, verl")
+    import shlex
+
+    from mini_o3.rl.verl import VerlError, run_rl_verl
 
     try:
-        result = run_rl_local(model, list(train), list(val), out, overrides=overrides, progress=True)
-    except (ValueError, FileNotFoundError) as exc:
+        run = run_rl_verl(model, list(train), list(val), out, overrides=overrides, nnodes=nnodes,
+                          n_gpus_per_node=gpus_per_node, dry_run=dry_run, verl_overrides=verl_sets,
+                          progress=True, echo=console.print)
+    except (ValueError, FileNotFoundError, VerlError) as exc:
         _fail(str(exc))
-    console.print(f"[green]done[/green] {out}: step {result.global_step}")
+    if dry_run:
+        for name, path in run.files.items():
+            if path.suffix in (".yaml", ".json") and name != "command.json":
+                console.print(f"[bold]# {path}[/bold]")
+                print(path.read_text().rstrip())
+            elif name != "command.json":
+                console.print(f"[bold]# {path}[/bold] (verl parquet)")
+        console.print("[bold]# command[/bold]")
+        print(" \\\n    ".join(shlex.quote(arg) for arg in run.command))
+        return
+    console.print(f"[green]done[/green] {out} (verl exit code {run.returncode})")
 
 
 @app.command("eval")

@@ -27,7 +27,7 @@ from .crop import Crop, crop, resize_initial, resize_observation
 from .grounding import GroundingError, ParserMode, has_tool_call, parse_grounding
 from .limits import ApproxTokenCounter, RolloutLimits, TokenCounter, TRAIN_LIMITS
 from .prompts import IM_END, IMAGE_PLACEHOLDER, TOOL_STOP, PromptSet, get_prompt_set
-from .trajectory import FinishReason, Segment, Trajectory, Turn
+from .trajectory import ExceedReason, FinishReason, Segment, Termination, Trajectory, Turn
 
 #: Error shown to the model when its output is not valid UTF-8.
 INVALID_UTF8 = "the model output is not valid UTF-8"
@@ -110,25 +110,21 @@ def run_episode(
                 if out.finish_reason == "stop":
                     traj.segments.append(Segment("model", IM_END))  # the EOS the model generated
             traj.context_tokens += turn.tokens
-            void = out.finish_reason == "length" or not ends_with_answer(out.text)
-            traj.termination = "void" if void else "answer"
+            traj.termination = answer_termination(out.text, out.finish_reason)
             return traj
         traj.segments.append(Segment("model", out.text, token_ids=out.token_ids))
         traj.context_tokens += turn.tokens
 
-        if len(traj.images) >= limits.max_images:
-            return _exceed(traj, "images")
-        if t == limits.max_turns - 1:
-            return _exceed(traj, "turns")
-        if traj.context_tokens >= limits.context_cap:
-            return _exceed(traj, "context")
+        reason = tool_turn_exceed(len(traj.images), t, traj.context_tokens, limits)
+        if reason is not None:
+            return _exceed(traj, reason)
 
         result = _tool_result(out, traj, limits, parser)
         if isinstance(result, Crop):
             shown = resize_observation(result.image, limits.min_pixels, limits.max_pixels)
             injection = prompts.observation_injection(t)
             cost = counter.text(injection) + counter.image(shown.size) - 1
-            if traj.context_tokens + cost >= limits.context_cap:
+            if observation_overflows(traj.context_tokens, cost, limits):
                 return _exceed(traj, "context")  # the observation is not added (reference undo)
             turn.tool_call, turn.crop, turn.observation = out.call, result, len(traj.images)
             traj.raw_images.append(result.image)
@@ -139,12 +135,37 @@ def run_episode(
             turn.error = result.message
             injection = prompts.error_injection(result.message)
             cost = counter.text(injection)
-            if traj.context_tokens + cost >= limits.context_cap:
+            if observation_overflows(traj.context_tokens, cost, limits):
                 turn.error = None
                 return _exceed(traj, "context")
             traj.segments.append(Segment("env", injection))
         traj.context_tokens += cost
     raise AssertionError("unreachable: the last turn always answers or exceeds")
+
+
+def answer_termination(text: str, finish_reason: FinishReason) -> Termination:
+    """How a turn without a tool call ends the episode: ``void`` when generation was cut by length
+    or the text does not end with ``<answer>…</answer>``, else ``answer``."""
+    return "void" if finish_reason == "length" or not ends_with_answer(text) else "answer"
+
+
+def tool_turn_exceed(n_images: int, turn: int, context_tokens: int, limits: RolloutLimits) -> Optional[ExceedReason]:
+    """Why a tool call at 0-based ``turn`` ends the episode before it runs (over-turn masking), or
+    None: the image budget is spent (``images``), it is the last allowed turn (``turns``), or the
+    context (the call included) reached the cap (``context``). Checked in this order."""
+    if n_images >= limits.max_images:
+        return "images"
+    if turn == limits.max_turns - 1:
+        return "turns"
+    if context_tokens >= limits.context_cap:
+        return "context"
+    return None
+
+
+def observation_overflows(context_tokens: int, cost: int, limits: RolloutLimits) -> bool:
+    """True when appending an observation (or error message) of ``cost`` tokens reaches the context
+    cap: the observation is not added and the episode ends ``exceed`` (context)."""
+    return context_tokens + cost >= limits.context_cap
 
 
 def _exceed(traj: Trajectory, reason: str) -> Trajectory:

@@ -4,7 +4,7 @@ client is given), format reward and ``compose_reward``."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mini_o3.data.bench import BenchRecord
@@ -14,6 +14,7 @@ from mini_o3.task import (
     compose_reward,
     extract_answer,
     format_reward,
+    has_tool_call,
 )
 
 from ..config import JudgeConfig
@@ -42,7 +43,20 @@ def score_trajectory(
     judge: Judge | None = None,
 ) -> Score:
     """Accuracy of the extracted answer (0 without one; the judge is not called then)."""
-    prediction = extract_answer(traj.model_outputs, mode=extract_mode)  # type: ignore[arg-type]
+    return score_outputs(traj.model_outputs, record, weights, extract_mode=extract_mode, judge=judge)
+
+
+def score_outputs(
+    outputs: Sequence[str],
+    record: BenchRecord,
+    weights: RewardWeights = DEFAULT_WEIGHTS,
+    *,
+    extract_mode: str = "strict",
+    judge: Judge | None = None,
+) -> Score:
+    """Score an episode given its assistant turn texts (what both RL engines call): the judge (or
+    the record's rule scorer) on the extracted answer, the format reward, ``compose_reward``."""
+    prediction = extract_answer(list(outputs), mode=extract_mode)  # type: ignore[arg-type]
     failed = False
     if prediction is None:
         accuracy = 0.0
@@ -51,8 +65,9 @@ def score_trajectory(
         failed, accuracy = verdict is None, float(verdict or 0.0)
     else:
         accuracy = record.rule_score(prediction)
-    fmt = format_reward(traj.model_outputs)
-    return Score(compose_reward(accuracy, fmt, traj.used_tool, weights), accuracy, fmt, failed)
+    fmt = format_reward(list(outputs))
+    used_tool = any(has_tool_call(text) for text in outputs)
+    return Score(compose_reward(accuracy, fmt, used_tool, weights), accuracy, fmt, failed)
 
 
 def make_judge(config: JudgeConfig) -> Judge | None:
