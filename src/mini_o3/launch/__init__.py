@@ -1,0 +1,52 @@
+"""Launchers: run a stage's heavy work on Ray (Jobs API, mode ``ray``) or KubeRay (RayJob, mode ``rayjob``).
+
+``run_remote(entrypoint, settings, name=job_name(prefix, run_id))`` is the one call; both modes
+stream or fetch the job's logs, succeed only on the remote success status, raise
+:class:`LaunchError` with the reason and the last log lines otherwise, and stop / delete the remote
+job on SIGTERM and Ctrl-C. Modules: ``settings`` (LaunchSettings, names), ``ray_jobs`` (Jobs API),
+``rayjob`` (manifest builder + validation), ``crd_schema`` (CRD → JSON Schema), ``kuberay``
+(RayJob launcher + success rule), ``signals``, ``rbac``, ``presets`` (entrypoints of the stages
+that run remotely, Secret env).
+"""
+
+from .kuberay import Decision, RayJobLauncher, decide, run_rayjob
+from .presets import (
+    forwarded_env,
+    judge_secret_env,
+    reference_engine_entrypoint,
+    reference_engine_settings,
+    s3_secret_env,
+    sft_ray_entrypoint,
+    sft_ray_settings,
+)
+from .rayjob import RayJobValidationError, build_rayjob, validate_rayjob
+from .rbac import RBAC_RULES
+from .remote import run_remote
+from .settings import LaunchError, LaunchSettings, RemoteResult, SecretRef, job_name
+from .signals import Terminated, sigterm_raises
+
+__all__ = [
+    "RBAC_RULES",
+    "Decision",
+    "LaunchError",
+    "LaunchSettings",
+    "RayJobLauncher",
+    "RayJobValidationError",
+    "RemoteResult",
+    "SecretRef",
+    "Terminated",
+    "build_rayjob",
+    "decide",
+    "forwarded_env",
+    "job_name",
+    "judge_secret_env",
+    "reference_engine_entrypoint",
+    "reference_engine_settings",
+    "run_rayjob",
+    "run_remote",
+    "s3_secret_env",
+    "sft_ray_entrypoint",
+    "sft_ray_settings",
+    "sigterm_raises",
+    "validate_rayjob",
+]
