@@ -41,7 +41,7 @@ images: setup
 	done
 
 demo: setup
-	HF_HUB_OFFLINE=1 $(BIN)/mini-o3 demo --out $(DEMO_OUT)
+	HF_HUB_OFFLINE=1 $(BIN)/mini-o3 run --out $(DEMO_OUT)
 
 # Re-pin the dependency set after changing pyproject.toml (run in a fresh .venv).
 lock:

@@ -1,0 +1,190 @@
+"""The KFP components: lightweight Python components whose bodies import our package (installed in
+the runtime image, ``install_kfp_package=False``) and call one ``mini_o3.kfp.steps`` function.
+
+``build()`` makes them with the image references of the moment (``mini_o3.images``: env
+``MINI_O3_IMAGE_REGISTRY`` / ``MINI_O3_IMAGE_TAG``), so a mirrored registry is one recompile away.
+Component bodies are embedded in the compiled YAML as source: they import inside the body and
+refer to nothing else in this module. Large artifacts never pass through KFP: stages read and
+write object storage and hand URIs on as strings; only the small Metrics / Markdown / HTML
+artifacts go through the KFP launcher.
+
+GPU components take the accelerator type and count they are scheduled with as inputs too: the
+pod log records them, ``evaluate`` sizes vLLM's tensor parallelism by them, and kfp.local 2.17
+needs every parameter a task's resources reference among its inputs (else it fails with
+"Parent pipeline input argument 'pipelinechannel--...' not found" inside condition branches).
+"""
+
+# No ``from __future__ import annotations``: KFP reads the real annotation objects.
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Markdown, Metrics, Output
+
+
+def init_run(storage_root: str, kfp_run_id: str, pipeline: str, experiment: str, mlflow_tracking_uri: str,
+             s3_endpoint: str, params: dict) -> NamedTuple("InitOutputs", [("parent_run_id", str), ("run_root", str)]):
+    """Start the MLflow parent run (tagged with the KFP run id) and fix the run's storage root."""
+    from collections import namedtuple
+
+    from mini_o3.kfp import steps
+
+    parent, root = steps.init_run(storage_root=storage_root, kfp_run_id=kfp_run_id, pipeline=pipeline,
+                                  experiment=experiment, tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint,
+                                  params=params)
+    return namedtuple("InitOutputs", ["parent_run_id", "run_root"])(parent, root)
+
+
+def finish_run(storage_root: str, kfp_run_id: str, pipeline: str, experiment: str, mlflow_tracking_uri: str,
+               s3_endpoint: str, status: dsl.PipelineTaskFinalStatus):
+    """Exit handler: close the MLflow parent run FINISHED, or FAILED when a stage failed."""
+    from mini_o3.kfp import steps
+
+    steps.finish_run(storage_root=storage_root, kfp_run_id=kfp_run_id, pipeline=pipeline, experiment=experiment,
+                     tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint, state=status.state,
+                     error=str(status.error_message or ""))
+
+
+def use_artifact(uri: str, kind: str, s3_endpoint: str) -> str:
+    """Skip branch of a stage: refuse a missing or half-written artifact, else pass its URI on."""
+    from mini_o3.kfp import steps
+
+    return steps.use_artifact(uri=uri, kind=kind, s3_endpoint=s3_endpoint)
+
+
+def prepare_coldstart(source: str, run_root: str, overrides: list, synthetic: list, parent_run_id: str,
+                      mlflow_tracking_uri: str, s3_endpoint: str) -> str:
+    """Cold-start parquet (hub id, folder or ``synthetic``) → sealed LLaMA-Factory data; returns its URI."""
+    from mini_o3.kfp import steps
+
+    return steps.prepare_coldstart(source=source, run_root=run_root, overrides=overrides, synthetic=synthetic,
+                                   parent_run_id=parent_run_id, tracking_uri=mlflow_tracking_uri,
+                                   s3_endpoint=s3_endpoint)
+
+
+def prepare_bench(benchmarks: str, name: str, run_root: str, overrides: list, synthetic: list, parent_run_id: str,
+                  mlflow_tracking_uri: str, s3_endpoint: str) -> str:
+    """Benchmarks ``name[=source],...`` (``synthetic`` generates) → one sealed collection; returns its URI."""
+    from mini_o3.kfp import steps
+
+    return steps.prepare_bench(benchmarks=benchmarks, name=name, run_root=run_root, overrides=overrides,
+                               synthetic=synthetic, parent_run_id=parent_run_id, tracking_uri=mlflow_tracking_uri,
+                               s3_endpoint=s3_endpoint)
+
+
+def sft(data_uri: str, base_model: str, run_root: str, overrides: list, launch_mode: str, ray_address: str,
+        workers: int, gpus_per_worker: int, node_selector: dict, tolerations: list, launch_overrides: list,
+        s3_secret_name: str, hf_token_secret_name: str, accelerator: str, parent_run_id: str,
+        mlflow_tracking_uri: str, s3_endpoint: str,
+        metrics: Output[Metrics]) -> NamedTuple("SFTOutputs", [("model_uri", str)]):
+    """LLaMA-Factory SFT in this pod, or on Ray / a KubeRay RayJob; returns the sealed model URI."""
+    from collections import namedtuple
+
+    from mini_o3.kfp import steps
+
+    steps.log_hardware("sft", launch_mode, accelerator, gpus_per_worker, workers)
+
+    launch = dict(mode=launch_mode, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
+                  node_selector=node_selector, tolerations=tolerations, overrides=launch_overrides, image="",
+                  s3_secret_name=s3_secret_name, judge_secret_name="", hf_token_secret_name=hf_token_secret_name,
+                  env={"MINI_O3_S3_ENDPOINT": s3_endpoint, "MLFLOW_TRACKING_URI": mlflow_tracking_uri})
+    result = steps.sft(data_uri=data_uri, model=base_model, run_root=run_root, overrides=overrides, launch=launch,
+                       parent_run_id=parent_run_id, tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint)
+    for key, value in sorted(result.metrics.items()):
+        metrics.log_metric(key, value)
+    return namedtuple("SFTOutputs", ["model_uri"])(result.model_uri)
+
+
+def rl(engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str, overrides: list, launch_mode: str,
+       ray_address: str, workers: int, gpus_per_worker: int, node_selector: dict, tolerations: list,
+       launch_overrides: list, s3_secret_name: str, judge_secret_name: str, hf_token_secret_name: str,
+       accelerator: str, parent_run_id: str, mlflow_tracking_uri: str, s3_endpoint: str,
+       metrics: Output[Metrics]) -> NamedTuple("RLOutputs", [("model_uri", str)]):
+    """GRPO (reference engine in this pod, or verl on Ray / a KubeRay RayJob); returns the sealed model URI."""
+    from collections import namedtuple
+
+    from mini_o3.kfp import steps
+
+    steps.log_hardware("rl", launch_mode, accelerator, gpus_per_worker, workers)
+
+    launch = dict(mode=launch_mode, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
+                  node_selector=node_selector, tolerations=tolerations, overrides=launch_overrides, image="",
+                  s3_secret_name=s3_secret_name, judge_secret_name=judge_secret_name,
+                  hf_token_secret_name=hf_token_secret_name,
+                  env={"MINI_O3_S3_ENDPOINT": s3_endpoint, "MLFLOW_TRACKING_URI": mlflow_tracking_uri})
+    result = steps.rl(engine=engine, model_uri=model_uri, train_uri=train_uri, val_uri=val_uri, run_root=run_root,
+                      overrides=overrides, launch=launch, parent_run_id=parent_run_id,
+                      tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint)
+    for key, value in sorted(result.metrics.items()):
+        metrics.log_metric(key.replace("@", "_at_"), value)
+    return namedtuple("RLOutputs", ["model_uri"])(result.model_uri)
+
+
+def evaluate(model_uri: str, bench_uri: str, run_root: str, k: int, backend: str, overrides: list,
+             judge_secret_name: str, accelerator: str, gpus: int, parent_run_id: str, mlflow_tracking_uri: str,
+             s3_endpoint: str, metrics: Output[Metrics]) -> str:
+    """Avg@k of a model on a benchmark collection (vLLM with tensor parallelism over the pod's GPUs,
+    or the local HF policy); returns the eval URI."""
+    from mini_o3.kfp import steps
+
+    steps.log_hardware("evaluate", backend, accelerator, gpus, 1)
+    result = steps.evaluate(model_uri=model_uri, bench_uri=bench_uri, run_root=run_root, k=k, backend=backend, gpus=gpus,
+                            overrides=overrides, judge=bool(judge_secret_name), parent_run_id=parent_run_id,
+                            tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint)
+    for key, value in sorted(result.metrics.items()):
+        metrics.log_metric(key, value)
+    return result.out_uri
+
+
+def report(eval_uri: str, run_root: str, base_model: str, sft_model_uri: str, rl_model_uri: str, title: str,
+           parent_run_id: str, mlflow_tracking_uri: str, s3_endpoint: str, markdown: Output[Markdown],
+           html: Output[HTML], metrics: Output[Metrics]) -> str:
+    """The run's report as Markdown and HTML (plots inlined) artifacts, plus Avg@k metrics."""
+    from mini_o3.kfp import steps
+
+    steps.setup_env(s3_endpoint)
+    trained = bool(base_model or sft_model_uri)  # the train pipeline; evaluate has one model
+    models = {"base model": base_model, "SFT model": sft_model_uri, ("RL model" if trained else "model"): rl_model_uri}
+    result = steps.report(eval_uri=eval_uri, run_root=run_root, models=models,
+                          sft_run_uri=steps.run_uri_of(sft_model_uri), rl_run_uri=steps.run_uri_of(rl_model_uri),
+                          title=title, markdown_path=markdown.path, html_path=html.path,
+                          parent_run_id=parent_run_id, tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint)
+    for key, value in sorted(result.metrics.items()):
+        metrics.log_metric(key, value)
+    return result.out_uri
+
+
+#: component function → runtime image (``mini_o3.images``; contracts: which image runs what).
+RUNTIMES = {
+    init_run: "base", finish_run: "base", use_artifact: "base", prepare_coldstart: "base", prepare_bench: "base",
+    sft: "sft", rl: "rl", evaluate: "eval", report: "base",
+}
+
+
+@dataclass(frozen=True)
+class Components:
+    """The components, built against one set of image references."""
+
+    init_run: dsl.base_component.BaseComponent
+    finish_run: dsl.base_component.BaseComponent
+    use_artifact: dsl.base_component.BaseComponent
+    prepare_coldstart: dsl.base_component.BaseComponent
+    prepare_bench: dsl.base_component.BaseComponent
+    sft: dsl.base_component.BaseComponent
+    rl: dsl.base_component.BaseComponent
+    evaluate: dsl.base_component.BaseComponent
+    report: dsl.base_component.BaseComponent
+
+    def items(self):
+        return [(name, getattr(self, name)) for name in self.__dataclass_fields__]
+
+
+def build() -> Components:
+    """Every component with ``base_image`` = ``images.image_ref(<its runtime>)`` as the env says now."""
+    from mini_o3 import images
+
+    made = {
+        func.__name__: dsl.component(func, base_image=images.image_ref(runtime), install_kfp_package=False)
+        for func, runtime in RUNTIMES.items()
+    }
+    return Components(**made)

@@ -1,0 +1,182 @@
+"""The embedded run (``mini-o3 run``, ``make demo``): the real ``mini-o3-train`` pipeline under
+``kfp.local`` with ``SubprocessRunner(use_venv=False)`` — every task is a subprocess of this
+Python — on embedded defaults: a tiny random Qwen2.5-VL, the synthetic benchmark, local storage
+(``<out>/artifacts``), a local MLflow file store (``<out>/mlruns``) and the CPU.
+
+kfp.local ignores kfp-kubernetes settings (secrets, GPUs, node selectors), so the same compiled
+DAG runs here and on a cluster; secrets, if any, come from this process's environment.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from rich.console import Console
+from rich.table import Table
+
+#: LLaMA-Factory settings for a few fast CPU steps of the tiny model (no truncation at 2048).
+TINY_SFT = [
+    "max_steps=2", "max_samples=4", "cutoff_len=2048", "learning_rate=1e-3", "lr_scheduler_type=constant",
+    "warmup_ratio=0", "gradient_accumulation_steps=1", "logging_steps=1", "save_steps=100",
+    "preprocessing_num_workers=1", "dataloader_num_workers=0", "extra_args.disable_gradient_checkpointing=true",
+]
+#: One GRPO step of the reference engine with tiny batches and short turns.
+TINY_RL = [
+    "total_training_steps=1", "train_batch_size=2", "rollout_n=2", "ppo_mini_batch_size=2", "max_tokens_per_turn=8",
+    "max_turns=2", "val_n=1", "val_max_turns=2", "val_do_sample=false", "val_before_train=false", "save_freq=1",
+    "test_freq=1", "judge.enabled=false", "rejection_sample=false", "min_pixels=3136", "max_pixels=60000",
+]
+#: Avg@k with short turns and small images.
+TINY_EVAL = ["max_turns=2", "max_tokens_per_turn=8", "min_pixels=3136", "max_pixels=60000", "concurrency=8"]
+
+
+class EmbeddedConfig(BaseModel):
+    """Embedded-run settings (``mini-o3 run --param KEY=VALUE`` sets pipeline parameters on top)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    out: Path = Field(Path("runs/embedded"), description="run folder: artifacts/, mlruns/, kfp/, tiny-model/")
+    n_train: int = Field(8, ge=2, description="synthetic train questions (cold-start rows and RL prompts)")
+    n_test: int = Field(4, ge=1, description="synthetic test questions (RL validation and evaluation)")
+    seed: int = Field(0, ge=0, description="seed of the tiny model and the synthetic data")
+    canvas: tuple[int, int] = Field((512, 768), description="synthetic canvas side range in px")
+    eval_k: int = Field(2, ge=1, description="samples per question in the evaluation")
+    sft: list[str] = Field(default_factory=lambda: list(TINY_SFT), description="SFTConfig overrides")
+    rl: list[str] = Field(default_factory=lambda: list(TINY_RL), description="RLConfig overrides")
+    eval: list[str] = Field(default_factory=lambda: list(TINY_EVAL), description="EvalConfig overrides")
+
+
+@dataclass
+class EmbeddedResult:
+    """Where an embedded run left its outputs."""
+
+    out: Path
+    run_root: Path
+    report_md: Path
+    report_html: Path
+    mlflow_uri: str
+    seconds: float
+    stages: dict[str, Any] = field(default_factory=dict)
+
+
+def embedded_params(config: EmbeddedConfig, model_dir: Path) -> dict[str, Any]:
+    """Pipeline parameters of the embedded run."""
+    from mini_o3.tracking import default_tracking_uri
+
+    out = config.out.resolve()
+    low, high = config.canvas
+    synthetic = [f"n_train={config.n_train}", f"n_test={config.n_test}", f"seed={config.seed}",
+                 f"config.width_range=[{low},{high}]", f"config.height_range=[{low},{high}]"]
+    return {
+        "p0_storage_root": str(out / "artifacts"),
+        "p0_experiment": "mini-o3-embedded",
+        "p0_mlflow_tracking_uri": default_tracking_uri(out),
+        "p1_data_coldstart_source": "synthetic",
+        "p1_data_rl_benchmarks": "synthetic",
+        "p1_data_eval_benchmarks": "synthetic",
+        "p1_data_synthetic": synthetic,
+        "p1_data_coldstart_overrides": ["workers=1"],
+        "p2_sft_base_model": str(model_dir),
+        "p2_sft_overrides": list(config.sft),
+        "p2_sft_launch_mode": "inprocess",
+        "p3_rl_engine": "local",
+        "p3_rl_overrides": list(config.rl),
+        "p3_rl_launch_mode": "inprocess",
+        "p4_eval_k": config.eval_k,
+        "p4_eval_backend": "local",
+        "p4_eval_overrides": list(config.eval),
+    }
+
+
+def task_env(out: Path) -> dict[str, str]:
+    """Environment the subprocess tasks inherit: offline hub, caches inside the run folder."""
+    return {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_DATASETS_CACHE": str(out / "cache" / "datasets"),
+        "TOKENIZERS_PARALLELISM": "false",
+        "MPLBACKEND": "Agg",
+        "MINI_O3_CACHE": str(out / "cache" / "mini-o3"),
+        "MLFLOW_ALLOW_FILE_STORE": "true",
+        "DISABLE_VERSION_CHECK": "1",  # LLaMA-Factory: no version nag
+    }
+
+
+def run_embedded(config: EmbeddedConfig = EmbeddedConfig(), params: dict[str, Any] | None = None,
+                 console: Console | None = None) -> EmbeddedResult:
+    """Build the tiny model, run ``mini-o3-train`` under kfp.local, print and return where the report is."""
+    from mini_o3 import storage
+    from mini_o3.stages import read_result
+
+    from .pipelines import build_train
+
+    console = console or Console(stderr=True)
+    out = config.out.expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    console.rule("[bold]embedded run: tiny model")
+    model_dir = out / "tiny-model"
+    if not storage.is_complete(str(model_dir)):
+        # in a child process: torch / transformers stay out of this (orchestrating) process, whose
+        # memory adds to every task's during the run
+        subprocess.run([sys.executable, "-m", "mini_o3.cli", "tiny-model", "--out", str(model_dir),
+                        "--seed", str(config.seed)], check=True, env={**os.environ, **task_env(out)})
+        storage.mark_complete(model_dir)  # a sealed artifact like any stage output
+    values = {**embedded_params(config, model_dir), **(params or {})}
+    artifacts = Path(values["p0_storage_root"])
+    artifacts.mkdir(parents=True, exist_ok=True)
+    before = {p.name for p in artifacts.iterdir()}
+    console.rule("[bold]embedded run: mini-o3-train under kfp.local (SubprocessRunner, no venv)")
+    run_local(build_train(), values, out, console)
+    new = [p for p in artifacts.iterdir() if p.name not in before and p.is_dir()]
+    if len(new) != 1:
+        raise RuntimeError(f"expected one new run folder under {artifacts}, found {[p.name for p in new]}")
+    run_root = new[0]
+    stages = {}
+    for stage, rel in (("prepare_coldstart", "data/coldstart"), ("prepare_rl_data", "data/rl_data"),
+                       ("prepare_eval_data", "data/eval_data"), ("sft", "sft"), ("rl", "rl"), ("evaluate", "eval"),
+                       ("report", "report")):
+        if (run_root / rel).exists():
+            stages[stage] = read_result(stage, str(run_root / rel))
+    result = EmbeddedResult(out, run_root, run_root / "report" / "report.md", run_root / "report" / "report.html",
+                            values["p0_mlflow_tracking_uri"], time.perf_counter() - start, stages)
+    console.print(_summary(result))
+    console.print(f"[green]report[/green] {result.report_md}\n[green]report (HTML)[/green] {result.report_html}\n"
+                  f"[green]MLflow[/green] {result.mlflow_uri}  (view: mlflow ui --backend-store-uri {result.mlflow_uri})\n"
+                  f"[green]artifacts[/green] {run_root}  ({result.seconds:.0f} s)")
+    return result
+
+
+def run_local(pipeline: Any, values: dict[str, Any], out: Path, console: Console) -> None:
+    """Run a pipeline under kfp.local with ``SubprocessRunner(use_venv=False)``: tasks are
+    subprocesses of this Python and inherit its environment (``task_env(out)`` is added to it);
+    kfp.local's notes that Kubernetes settings do nothing locally are silenced (expected here)."""
+    from kfp import local
+
+    os.environ.update(task_env(out))
+    console.print("kfp.local runs every task as a subprocess of this Python and ignores the Kubernetes settings "
+                  "(GPUs, secrets, node selectors, timeouts): expected here")
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "kfp"), raise_on_error=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
+        warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
+        pipeline(**values)
+
+
+def _summary(result: EmbeddedResult) -> Table:
+    table = Table(title="mini-o3-train (embedded)")
+    for column in ("stage", "output", "metrics"):
+        table.add_column(column)
+    for stage, res in result.stages.items():
+        shown = ", ".join(f"{k} {v:.3g}" for k, v in sorted(res.metrics.items())[:4])
+        table.add_row(stage, str(Path(res.out_uri).relative_to(result.run_root)), shown)
+    return table

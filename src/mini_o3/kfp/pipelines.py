@@ -1,0 +1,345 @@
+"""The two pipelines: ``mini-o3-train`` (data → SFT → RL → evaluate → report) and
+``mini-o3-evaluate`` (model + benchmarks + k → report; the one users schedule).
+
+Skipping: a stage runs only when its ``*_uri`` parameter is empty; otherwise a small
+``use-artifact`` task checks the given artifact is sealed and passes it on. Branches are
+``dsl.If/Elif/Else`` joined by ``dsl.OneOf``, so a skipped GPU stage never schedules a GPU pod,
+and a stage launched on Ray / KubeRay runs in a CPU launcher pod instead of a GPU pod.
+
+Every run is bracketed by ``init-run`` (MLflow parent run tagged with the KFP run id, storage root
+``<storage_root>/<run id>``) and ``finish-run`` in a ``dsl.ExitHandler`` (parent closed FINISHED,
+or FAILED when a stage failed). Caching is off on every task: each writes object storage under
+its run's root and logs to MLflow. Secrets are referenced by NAME only (pipeline parameters,
+``kubernetes.use_secret_as_env``); their values never enter the pipeline spec or the run record.
+"""
+
+# No ``from __future__ import annotations``: KFP reads the pipeline signatures' real annotations.
+
+from typing import Any
+
+from kfp import dsl, kubernetes
+
+from .components import Components, build
+from .steps import HF_TOKEN_KEY, JUDGE_SECRET_KEYS, S3_SECRET_KEYS
+
+TRAIN_NAME = "mini-o3-train"
+EVALUATE_NAME = "mini-o3-evaluate"
+#: Pod deadlines (``activeDeadlineSeconds``) per kind of task.
+TIMEOUTS = {"light": 6 * 3600, "data": 24 * 3600, "sft": 3 * 24 * 3600, "rl": 7 * 24 * 3600, "eval": 2 * 24 * 3600}
+SHM_SIZE = "64Gi"
+DEFAULT_EVAL_BENCHMARKS = "visualprobe_hard,visualprobe_medium,visualprobe_easy,vstar"
+
+
+def _common(task: Any, s3_secret: Any, timeout: str, name: str) -> Any:
+    """Every task: S3 credentials from the S3 secret, no caching, a deadline, a display name."""
+    kubernetes.use_secret_as_env(task, s3_secret, {k: k for k in S3_SECRET_KEYS})
+    kubernetes.set_timeout(task, TIMEOUTS[timeout])
+    task.set_caching_options(False)
+    task.set_display_name(name)
+    return task
+
+
+def _gpu(task: Any, gpu_type: Any, count: Any, node_selector: Any, tolerations: Any) -> Any:
+    """A GPU pod: accelerator type and count, the GPU pool's node selector and tolerations, /dev/shm."""
+    task.set_accelerator_type(gpu_type).set_accelerator_limit(count)
+    kubernetes.add_node_selector_json(task, node_selector)
+    kubernetes.add_toleration_json(task, tolerations)
+    kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=SHM_SIZE)
+    return task
+
+
+def _judge(task: Any, judge_secret: Any) -> Any:
+    kubernetes.use_secret_as_env(task, judge_secret, {k: k for k in JUDGE_SECRET_KEYS}, optional=True)
+    return task
+
+
+def _hf(task: Any, hf_secret: Any) -> Any:
+    kubernetes.use_secret_as_env(task, hf_secret, {HF_TOKEN_KEY: HF_TOKEN_KEY}, optional=True)
+    return task
+
+
+def build_train(c: Components | None = None) -> Any:
+    """The ``mini-o3-train`` pipeline built on ``c`` (default: ``components.build()``)."""
+    c = c or build()
+
+    # List / dict defaults are safe: KFP copies them into the spec and never mutates them.
+    @dsl.pipeline(name=TRAIN_NAME)
+    def mini_o3_train(
+        p0_storage_root: str = "s3://mini-o3/runs",
+        p0_experiment: str = "mini-o3",
+        p0_mlflow_tracking_uri: str = "",
+        p0_s3_endpoint: str = "",
+        p0_s3_secret_name: str = "mini-o3-s3",
+        p0_judge_secret_name: str = "mini-o3-judge",
+        p0_hf_token_secret_name: str = "mini-o3-hf-token",
+        p0_gpu_type: str = "nvidia.com/gpu",
+        p0_gpu_node_selector: dict = {},  # noqa: B006
+        p0_gpu_tolerations: list = [],  # noqa: B006
+        p1_data_coldstart_source: str = "Mini-o3/Mini-o3-Coldstart-Dataset",
+        p1_data_coldstart_uri: str = "",
+        p1_data_rl_benchmarks: str = "visualprobe_train,deepeyes_train_4k",
+        p1_data_rl_uri: str = "",
+        p1_data_eval_benchmarks: str = DEFAULT_EVAL_BENCHMARKS,
+        p1_data_eval_uri: str = "",
+        p1_data_coldstart_overrides: list = [],  # noqa: B006
+        p1_data_bench_overrides: list = [],  # noqa: B006
+        p1_data_synthetic: list = [],  # noqa: B006
+        p2_sft_base_model: str = "Qwen/Qwen2.5-VL-7B-Instruct",
+        p2_sft_model_uri: str = "",
+        p2_sft_overrides: list = [],  # noqa: B006
+        p2_sft_launch_mode: str = "inprocess",
+        p2_sft_gpus: int = 8,
+        p2_sft_workers: int = 1,
+        p2_sft_ray_address: str = "",
+        p2_sft_launch_overrides: list = [],  # noqa: B006
+        p3_rl_engine: str = "verl",
+        p3_rl_model_uri: str = "",
+        p3_rl_overrides: list = [],  # noqa: B006
+        p3_rl_launch_mode: str = "rayjob",
+        p3_rl_workers: int = 1,
+        p3_rl_gpus_per_worker: int = 8,
+        p3_rl_ray_address: str = "",
+        p3_rl_launch_overrides: list = [],  # noqa: B006
+        p4_eval_k: int = 0,
+        p4_eval_backend: str = "vllm",
+        p4_eval_gpus: int = 1,
+        p4_eval_overrides: list = [],  # noqa: B006
+    ):
+        """Mini-o3 training: cold-start data → LLaMA-Factory SFT → GRPO RL → Avg@k evaluation → report.
+
+        Parameters are grouped by phase (p0 run-wide, p1 data, p2 SFT, p3 RL, p4 evaluation). Any
+        stage is skipped by giving its ``*_uri`` (a sealed artifact; models may also be hf://org/name).
+
+        Args:
+            p0_storage_root: Object-storage prefix of all run artifacts (s3://bucket/prefix; a local folder in embedded runs); each run writes under <root>/<KFP run id>/.
+            p0_experiment: MLflow experiment of the parent run.
+            p0_mlflow_tracking_uri: MLflow tracking server URI; empty: MLFLOW_TRACKING_URI of the pod, else a file store under a local run root, else off; none: off.
+            p0_s3_endpoint: S3 endpoint URL (MINI_O3_S3_ENDPOINT), e.g. http://minio.minio:9000; empty: AWS default.
+            p0_s3_secret_name: Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (mounted as env on every task).
+            p0_judge_secret_name: Secret with the LLM judge endpoint and key (END_POINT, API_KEY, API_VERSION or OPENAI_BASE_URL, OPENAI_API_KEY); optional; empty: rule scoring only.
+            p0_hf_token_secret_name: Secret with HF_TOKEN for gated hub downloads; optional.
+            p0_gpu_type: Accelerator resource of GPU pods (nvidia.com/gpu).
+            p0_gpu_node_selector: nodeSelector of GPU pods and RayJob workers (JSON object).
+            p0_gpu_tolerations: Tolerations of GPU pods and RayJob workers (JSON list).
+            p1_data_coldstart_source: Cold-start parquet: hub dataset id, mounted folder, or "synthetic".
+            p1_data_coldstart_uri: Skip cold-start preparation: URI of a sealed prepared cold-start folder.
+            p1_data_rl_benchmarks: RL train sets, comma-separated name[=source] (see `mini-o3 prepare list`; "synthetic" generates).
+            p1_data_rl_uri: Skip RL data preparation: URI of a sealed benchmark collection with train.parquet.
+            p1_data_eval_benchmarks: Evaluation (and RL validation) benchmarks, comma-separated name[=source].
+            p1_data_eval_uri: Skip evaluation data preparation: URI of a sealed benchmark collection with val.parquet.
+            p1_data_coldstart_overrides: ColdstartPrepConfig overrides key=value (workers=, max_bad_fraction=, ...).
+            p1_data_bench_overrides: BenchPrepConfig overrides key=value for the RL and evaluation sets.
+            p1_data_synthetic: SyntheticSpec overrides for "synthetic" sources (n_train=, n_test=, seed=, config.width_range=[512,768]).
+            p2_sft_base_model: Base model of SFT: hub id (hf://org/name or org/name) or a sealed model URI.
+            p2_sft_model_uri: Skip SFT: the SFT model to start RL from (sealed URI, or hf://Mini-o3/Mini-o3-7B-SFT).
+            p2_sft_overrides: SFTConfig overrides key=value (num_train_epochs=1, learning_rate=1e-5, ...).
+            p2_sft_launch_mode: inprocess (one GPU pod with p2_sft_gpus GPUs), ray (existing Ray cluster) or rayjob (KubeRay).
+            p2_sft_gpus: GPUs of the SFT pod (inprocess) or per Ray worker (ray / rayjob).
+            p2_sft_workers: Ray worker pods of a rayjob SFT.
+            p2_sft_ray_address: Ray Jobs API URL for launch mode ray (http://head-svc:8265).
+            p2_sft_launch_overrides: LaunchSettings overrides key=value (memory_per_worker=..., shm_size=...).
+            p3_rl_engine: verl (GPU cluster) or local (reference engine: CPU / one GPU).
+            p3_rl_model_uri: Skip RL: the policy to evaluate (sealed URI or hub id).
+            p3_rl_overrides: RLConfig overrides key=value (total_training_steps=, rollout_n=, judge.enabled=false, ...).
+            p3_rl_launch_mode: rayjob (KubeRay RayJob from a CPU launcher pod), ray (existing cluster) or inprocess (GPU pod).
+            p3_rl_workers: RayJob GPU worker pods (verl nnodes).
+            p3_rl_gpus_per_worker: GPUs per worker (verl n_gpus_per_node); also the GPUs of an inprocess RL pod.
+            p3_rl_ray_address: Ray Jobs API URL for launch mode ray.
+            p3_rl_launch_overrides: LaunchSettings overrides key=value for the RayJob (memory_per_worker=, namespace=, ...).
+            p4_eval_k: Samples per question; 0: the paper's k per benchmark (32 VisualProbe / V*, 8 HR-Bench, 1 MME-RealWorld).
+            p4_eval_backend: vllm (serve the model on a GPU pod) or local (HF policy on CPU: smoke tests).
+            p4_eval_gpus: GPUs of the vLLM evaluation pod.
+            p4_eval_overrides: EvalConfig overrides key=value (max_turns=32, limit=50, ...).
+        """
+        s3 = p0_s3_secret_name
+        init = _common(c.init_run(
+            storage_root=p0_storage_root, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, pipeline=TRAIN_NAME,
+            experiment=p0_experiment, mlflow_tracking_uri=p0_mlflow_tracking_uri, s3_endpoint=p0_s3_endpoint,
+            params=({
+                "data_coldstart": f"{p1_data_coldstart_source}|{p1_data_coldstart_uri}",
+                "data_rl": f"{p1_data_rl_benchmarks}|{p1_data_rl_uri}",
+                "data_eval": f"{p1_data_eval_benchmarks}|{p1_data_eval_uri}",
+                "sft": f"{p2_sft_base_model}|{p2_sft_model_uri}|{p2_sft_launch_mode}",
+                "rl": f"{p3_rl_engine}|{p3_rl_model_uri}|{p3_rl_launch_mode}",
+                "eval": f"{p4_eval_backend}|k={p4_eval_k}",
+            })), s3, "light", "init run (MLflow parent)")
+        run = dict(parent_run_id=init.outputs["parent_run_id"], mlflow_tracking_uri=p0_mlflow_tracking_uri,
+                   s3_endpoint=p0_s3_endpoint)
+        root = init.outputs["run_root"]
+        finish = _common(c.finish_run(storage_root=p0_storage_root, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                                      pipeline=TRAIN_NAME, experiment=p0_experiment,
+                                      mlflow_tracking_uri=p0_mlflow_tracking_uri, s3_endpoint=p0_s3_endpoint),
+                         s3, "light", "finish run (MLflow status)")
+
+        with dsl.ExitHandler(finish, name="mini-o3-train-stages"):
+            # 1. data
+            with dsl.If(p1_data_coldstart_uri == "", name="prepare-coldstart"):
+                cold_new = _hf(_common(c.prepare_coldstart(
+                    source=p1_data_coldstart_source, run_root=root, overrides=p1_data_coldstart_overrides,
+                    synthetic=p1_data_synthetic, **run), s3, "data", "1 data: cold-start"), p0_hf_token_secret_name)
+            with dsl.Else(name="use-coldstart"):
+                cold_old = _common(c.use_artifact(uri=p1_data_coldstart_uri, kind="cold-start data",
+                                                  s3_endpoint=p0_s3_endpoint), s3, "light", "1 data: given cold-start")
+            coldstart = dsl.OneOf(cold_new.output, cold_old.output)
+
+            with dsl.If(p1_data_rl_uri == "", name="prepare-rl-data"):
+                rl_new = _hf(_common(c.prepare_bench(
+                    benchmarks=p1_data_rl_benchmarks, name="rl_data", run_root=root, overrides=p1_data_bench_overrides,
+                    synthetic=p1_data_synthetic, **run), s3, "data", "1 data: RL sets"), p0_hf_token_secret_name)
+            with dsl.Else(name="use-rl-data"):
+                rl_old = _common(c.use_artifact(uri=p1_data_rl_uri, kind="RL data", s3_endpoint=p0_s3_endpoint),
+                                 s3, "light", "1 data: given RL sets")
+            rl_data = dsl.OneOf(rl_new.output, rl_old.output)
+
+            with dsl.If(p1_data_eval_uri == "", name="prepare-eval-data"):
+                ev_new = _hf(_common(c.prepare_bench(
+                    benchmarks=p1_data_eval_benchmarks, name="eval_data", run_root=root, overrides=p1_data_bench_overrides,
+                    synthetic=p1_data_synthetic, **run), s3, "data", "1 data: benchmarks"), p0_hf_token_secret_name)
+            with dsl.Else(name="use-eval-data"):
+                ev_old = _common(c.use_artifact(uri=p1_data_eval_uri, kind="benchmark data", s3_endpoint=p0_s3_endpoint),
+                                 s3, "light", "1 data: given benchmarks")
+            eval_data = dsl.OneOf(ev_new.output, ev_old.output)
+
+            # 2. SFT
+            sft_args = dict(data_uri=coldstart, base_model=p2_sft_base_model, run_root=root, overrides=p2_sft_overrides,
+                            launch_mode=p2_sft_launch_mode, ray_address=p2_sft_ray_address, workers=p2_sft_workers,
+                            gpus_per_worker=p2_sft_gpus, node_selector=p0_gpu_node_selector,
+                            tolerations=p0_gpu_tolerations, launch_overrides=p2_sft_launch_overrides,
+                            s3_secret_name=s3, hf_token_secret_name=p0_hf_token_secret_name,
+                            accelerator=p0_gpu_type, **run)
+            with dsl.If(p2_sft_model_uri != "", name="use-sft-model"):
+                sft_old = _common(c.use_artifact(uri=p2_sft_model_uri, kind="model", s3_endpoint=p0_s3_endpoint),
+                                  s3, "light", "2 SFT: given model")
+            with dsl.Elif(p2_sft_launch_mode == "inprocess", name="sft-on-gpu-pod"):
+                sft_pod = _hf(_gpu(_common(c.sft(**sft_args), s3, "sft", "2 SFT (GPU pod)"), p0_gpu_type, p2_sft_gpus,
+                                   p0_gpu_node_selector, p0_gpu_tolerations), p0_hf_token_secret_name)
+            with dsl.Else(name="sft-on-ray"):
+                sft_ray = _common(c.sft(**sft_args), s3, "sft", "2 SFT (Ray launcher)")
+            sft_model = dsl.OneOf(sft_old.output, sft_pod.outputs["model_uri"], sft_ray.outputs["model_uri"])
+
+            # 3. RL
+            rl_args = dict(engine=p3_rl_engine, model_uri=sft_model, train_uri=rl_data, val_uri=eval_data, run_root=root,
+                           overrides=p3_rl_overrides, launch_mode=p3_rl_launch_mode, ray_address=p3_rl_ray_address,
+                           workers=p3_rl_workers, gpus_per_worker=p3_rl_gpus_per_worker,
+                           node_selector=p0_gpu_node_selector, tolerations=p0_gpu_tolerations,
+                           launch_overrides=p3_rl_launch_overrides, s3_secret_name=s3,
+                           judge_secret_name=p0_judge_secret_name, hf_token_secret_name=p0_hf_token_secret_name,
+                           accelerator=p0_gpu_type, **run)
+            with dsl.If(p3_rl_model_uri != "", name="use-rl-model"):
+                rl_old_model = _common(c.use_artifact(uri=p3_rl_model_uri, kind="model", s3_endpoint=p0_s3_endpoint),
+                                       s3, "light", "3 RL: given model")
+            with dsl.Elif(p3_rl_launch_mode == "inprocess", name="rl-on-gpu-pod"):
+                rl_pod = _judge(_gpu(_common(c.rl(**rl_args), s3, "rl", "3 RL (GPU pod)"), p0_gpu_type,
+                                     p3_rl_gpus_per_worker, p0_gpu_node_selector, p0_gpu_tolerations), p0_judge_secret_name)
+            with dsl.Else(name="rl-on-ray"):
+                rl_ray = _judge(_common(c.rl(**rl_args), s3, "rl", "3 RL (Ray launcher)"), p0_judge_secret_name)
+            rl_model = dsl.OneOf(rl_old_model.output, rl_pod.outputs["model_uri"], rl_ray.outputs["model_uri"])
+
+            # 4. evaluation + report
+            evaluation = _evaluate(c, model_uri=rl_model, bench_uri=eval_data, root=root, k=p4_eval_k,
+                                   backend=p4_eval_backend, overrides=p4_eval_overrides, gpus=p4_eval_gpus,
+                                   gpu_type=p0_gpu_type, node_selector=p0_gpu_node_selector,
+                                   tolerations=p0_gpu_tolerations, s3=s3, judge=p0_judge_secret_name,
+                                   hf=p0_hf_token_secret_name, run=run)
+            _common(c.report(eval_uri=evaluation, run_root=root, base_model=p2_sft_base_model, sft_model_uri=sft_model,
+                             rl_model_uri=rl_model, title="Mini-o3 training run", **run), s3, "light", "5 report")
+
+    return mini_o3_train
+
+
+def _evaluate(c: Components, *, model_uri: Any, bench_uri: Any, root: Any, k: Any, backend: Any, overrides: Any,
+              gpus: Any, gpu_type: Any, node_selector: Any, tolerations: Any, s3: Any, judge: Any, hf: Any,
+              run: dict) -> Any:
+    """Evaluation on a CPU pod (backend local) or a GPU pod (vllm); returns the eval URI channel."""
+    args = dict(model_uri=model_uri, bench_uri=bench_uri, run_root=root, k=k, backend=backend, overrides=overrides,
+                judge_secret_name=judge, accelerator=gpu_type, gpus=gpus, **run)
+    with dsl.If(backend == "local", name="evaluate-on-cpu"):
+        cpu = _hf(_judge(_common(c.evaluate(**args), s3, "eval", "4 evaluate (local HF policy)"), judge), hf)
+    with dsl.Else(name="evaluate-on-gpu"):
+        gpu = _hf(_judge(_gpu(_common(c.evaluate(**args), s3, "eval", "4 evaluate (vLLM)"), gpu_type, gpus,
+                              node_selector, tolerations), judge), hf)
+    return dsl.OneOf(cpu.outputs["Output"], gpu.outputs["Output"])
+
+
+def build_evaluate(c: Components | None = None) -> Any:
+    """The ``mini-o3-evaluate`` pipeline built on ``c`` (default: ``components.build()``)."""
+    c = c or build()
+
+    @dsl.pipeline(name=EVALUATE_NAME)
+    def mini_o3_evaluate(  # list / dict defaults: see build_train
+        model_uri: str = "",
+        benchmarks: str = DEFAULT_EVAL_BENCHMARKS,
+        k: int = 0,
+        storage_root: str = "s3://mini-o3/runs",
+        judge_secret_name: str = "mini-o3-judge",
+        s3_secret_name: str = "mini-o3-s3",
+        mlflow_tracking_uri: str = "",
+        experiment: str = "mini-o3-eval",
+        s3_endpoint: str = "",
+        bench_uri: str = "",
+        bench_overrides: list = [],  # noqa: B006
+        synthetic: list = [],  # noqa: B006
+        backend: str = "vllm",
+        eval_overrides: list = [],  # noqa: B006
+        gpus: int = 1,
+        gpu_type: str = "nvidia.com/gpu",
+        gpu_node_selector: dict = {},  # noqa: B006
+        gpu_tolerations: list = [],  # noqa: B006
+        hf_token_secret_name: str = "mini-o3-hf-token",
+    ):
+        """Mini-o3 evaluation: Avg@k of one model on prepared benchmarks, with a report. Schedule it as a recurring run.
+
+        Args:
+            model_uri: The model: a sealed artifact URI (e.g. s3://mini-o3/runs/<run>/rl/model) or a hub id (hf://Mini-o3/Mini-o3-7B-v1).
+            benchmarks: Comma-separated name[=source] (visualprobe_hard, vstar, hrbench_4k, mme_realworld, synthetic, ...).
+            k: Samples per question; 0: the paper's k per benchmark (32 VisualProbe / V*, 8 HR-Bench, 1 MME-RealWorld).
+            storage_root: Object-storage prefix of run artifacts (s3://bucket/prefix); each run writes under <root>/<KFP run id>/.
+            judge_secret_name: Secret with the LLM judge endpoint and key (END_POINT, API_KEY, API_VERSION or OPENAI_BASE_URL, OPENAI_API_KEY); empty: rule scoring only.
+            s3_secret_name: Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+            mlflow_tracking_uri: MLflow tracking server URI; empty: MLFLOW_TRACKING_URI of the pod, else a file store under a local run root, else off; none: off.
+            experiment: MLflow experiment of the parent run.
+            s3_endpoint: S3 endpoint URL (MINI_O3_S3_ENDPOINT); empty: AWS default.
+            bench_uri: Skip benchmark preparation: URI of a sealed benchmark collection (val.parquet per benchmark).
+            bench_overrides: BenchPrepConfig overrides key=value.
+            synthetic: SyntheticSpec overrides for a "synthetic" benchmark (n_test=, seed=, ...).
+            backend: vllm (GPU pod serving the model) or local (HF policy on CPU: smoke tests).
+            eval_overrides: EvalConfig overrides key=value (max_turns=32, limit=50, temperature=...).
+            gpus: GPUs of the vLLM evaluation pod.
+            gpu_type: Accelerator resource (nvidia.com/gpu).
+            gpu_node_selector: nodeSelector of the GPU pod (JSON object).
+            gpu_tolerations: Tolerations of the GPU pod (JSON list).
+            hf_token_secret_name: Secret with HF_TOKEN for gated hub downloads; optional.
+        """
+        init = _common(c.init_run(
+            storage_root=storage_root, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, pipeline=EVALUATE_NAME,
+            experiment=experiment, mlflow_tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint,
+            params=({"model_uri": model_uri, "benchmarks": benchmarks, "k": f"{k}",
+                                      "backend": backend, "bench_uri": bench_uri})),
+            s3_secret_name, "light", "init run (MLflow parent)")
+        run = dict(parent_run_id=init.outputs["parent_run_id"], mlflow_tracking_uri=mlflow_tracking_uri,
+                   s3_endpoint=s3_endpoint)
+        root = init.outputs["run_root"]
+        finish = _common(c.finish_run(storage_root=storage_root, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                                      pipeline=EVALUATE_NAME, experiment=experiment,
+                                      mlflow_tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint),
+                         s3_secret_name, "light", "finish run (MLflow status)")
+        with dsl.ExitHandler(finish, name="mini-o3-evaluate-stages"):
+            model = _hf(_common(c.use_artifact(uri=model_uri, kind="model", s3_endpoint=s3_endpoint),
+                                s3_secret_name, "light", "check model"), hf_token_secret_name)
+            with dsl.If(bench_uri == "", name="prepare-benchmarks"):
+                new = _hf(_common(c.prepare_bench(benchmarks=benchmarks, name="eval_data", run_root=root,
+                                                  overrides=bench_overrides, synthetic=synthetic, **run),
+                                  s3_secret_name, "data", "1 data: benchmarks"), hf_token_secret_name)
+            with dsl.Else(name="use-benchmarks"):
+                old = _common(c.use_artifact(uri=bench_uri, kind="benchmark data", s3_endpoint=s3_endpoint),
+                              s3_secret_name, "light", "1 data: given benchmarks")
+            bench = dsl.OneOf(new.output, old.output)
+            evaluation = _evaluate(c, model_uri=model.output, bench_uri=bench, root=root, k=k, backend=backend,
+                                   overrides=eval_overrides, gpus=gpus, gpu_type=gpu_type,
+                                   node_selector=gpu_node_selector, tolerations=gpu_tolerations, s3=s3_secret_name,
+                                   judge=judge_secret_name, hf=hf_token_secret_name, run=run)
+            _common(c.report(eval_uri=evaluation, run_root=root, base_model="", sft_model_uri="",
+                             rl_model_uri=model.output, title="Mini-o3 evaluation", **run),
+                    s3_secret_name, "light", "2 report")
+
+    return mini_o3_evaluate

@@ -1,0 +1,235 @@
+"""What the KFP component bodies call: one function per component, in plain Python (testable
+without KFP). Each sets up the pod's environment, then runs a stage in-process
+(``mini_o3.stages``) or, for launch modes ``ray`` / ``rayjob``, runs the same stage remotely
+through ``mini_o3.launch.run_remote`` with the ``mini-o3 stage ...`` entrypoint and reads the
+result the remote stage sealed. SIGTERM is never swallowed: the launcher deletes its remote job
+and re-raises, so the pod ends and the run is marked terminated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from mini_o3 import storage
+from mini_o3.stages import StageError, StageResult, Tracking, read_result
+from mini_o3.stages.common import basename, is_hub_model
+
+#: Environment a stage needs in remote Ray pods (plain values; secrets travel as secretKeyRefs).
+S3_ENDPOINT_ENV = "MINI_O3_S3_ENDPOINT"
+#: Secret keys (= env names) of the S3 secret and the judge secret (contracts).
+S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+JUDGE_SECRET_KEYS = ("END_POINT", "API_KEY", "API_VERSION", "OPENAI_BASE_URL", "OPENAI_API_KEY")
+HF_TOKEN_KEY = "HF_TOKEN"
+
+
+def setup_env(s3_endpoint: str = "") -> None:
+    """The pod's storage endpoint (a pipeline parameter) as the env variable storage reads."""
+    if s3_endpoint:
+        os.environ[S3_ENDPOINT_ENV] = s3_endpoint
+
+
+def _tracking_uri(tracking_uri: str, run_root: str = "") -> str | None:
+    from mini_o3.tracking import resolve_tracking_uri
+
+    local_root = None if not run_root or storage.is_remote(run_root) else storage.local_path(run_root)
+    return resolve_tracking_uri(tracking_uri or None, local_root)
+
+
+# -- run bracket ---------------------------------------------------------------------------
+
+
+def init_run(*, storage_root: str, kfp_run_id: str, pipeline: str, experiment: str, tracking_uri: str,
+             s3_endpoint: str, params: dict[str, Any]) -> tuple[str, str]:
+    """(MLflow parent run id or "", run root URI ``<storage_root>/<kfp run id>``)."""
+    from mini_o3.tracking import redact, start_pipeline_run
+
+    setup_env(s3_endpoint)
+    if not storage_root:
+        raise StageError("storage_root is empty: give an s3:// URI (cluster) or a local folder (embedded runs)")
+    run_root = storage.join(storage_root, kfp_run_id)
+    parent = start_pipeline_run(experiment=experiment, kfp_run_id=kfp_run_id, pipeline=pipeline,
+                                params=redact({**params, "run_root": run_root}),
+                                tracking_uri=_tracking_uri(tracking_uri, run_root))
+    print(f"[mini-o3] run root {run_root}; MLflow parent run {parent or '(tracking off)'}", flush=True)
+    return parent or "", run_root
+
+
+def finish_run(*, storage_root: str, kfp_run_id: str, pipeline: str, experiment: str, tracking_uri: str,
+               s3_endpoint: str, state: str, error: str = "") -> str:
+    """Close the parent run FINISHED or FAILED (found again by its KFP run id tag); returns the status."""
+    from mini_o3.tracking import finish_pipeline_run, start_pipeline_run
+
+    setup_env(s3_endpoint)
+    run_root = storage.join(storage_root, kfp_run_id) if storage_root else ""
+    uri = _tracking_uri(tracking_uri, run_root)
+    parent = start_pipeline_run(experiment=experiment, kfp_run_id=kfp_run_id, pipeline=pipeline, params={},
+                                tracking_uri=uri)
+    status = "FINISHED" if state.upper() == "SUCCEEDED" else "FAILED"
+    if parent:
+        finish_pipeline_run(parent, status=status, tracking_uri=uri)
+    print(f"[mini-o3] pipeline {state}{': ' + error if error else ''}; MLflow parent {parent or '-'} → {status}", flush=True)
+    return status
+
+
+def use_artifact(*, uri: str, kind: str, s3_endpoint: str = "") -> str:
+    """The skip branch of a stage: check the given artifact is usable and pass its URI on.
+
+    ``kind="model"`` also accepts hub models (``hf://org/name``); anything else must be sealed."""
+    setup_env(s3_endpoint)
+    if kind == "model" and is_hub_model(uri):
+        return uri
+    if not storage.is_complete(uri):
+        raise storage.IncompleteArtifactError(
+            f"{kind} URI {uri!r} is not a complete artifact (no {storage.COMPLETION_MARKER}): it is missing or half-written")
+    print(f"[mini-o3] using existing {kind} {uri}", flush=True)
+    return uri
+
+
+# -- stages ----------------------------------------------------------------------------------
+
+
+def _tracking(parent_run_id: str, tracking_uri: str, run_root: str) -> Tracking:
+    return Tracking(parent_run_id or None, _tracking_uri(tracking_uri, run_root) if parent_run_id else None)
+
+
+def prepare_coldstart(*, source: str, run_root: str, overrides: Sequence[str], synthetic: Sequence[str],
+                      parent_run_id: str, tracking_uri: str, s3_endpoint: str) -> str:
+    from mini_o3.stages import prepare_coldstart_stage
+
+    setup_env(s3_endpoint)
+    out_uri = storage.join(run_root, "data", "coldstart")
+    return prepare_coldstart_stage(source, out_uri, overrides=list(overrides), synthetic=list(synthetic),
+                                   tracking=_tracking(parent_run_id, tracking_uri, run_root)).out_uri
+
+
+def prepare_bench(*, benchmarks: str, name: str, run_root: str, overrides: Sequence[str], synthetic: Sequence[str],
+                  parent_run_id: str, tracking_uri: str, s3_endpoint: str) -> str:
+    from mini_o3.stages import prepare_bench_stage
+
+    setup_env(s3_endpoint)
+    out_uri = storage.join(run_root, "data", name)
+    return prepare_bench_stage(benchmarks, out_uri, overrides=list(overrides), synthetic=list(synthetic),
+                               tracking=_tracking(parent_run_id, tracking_uri, run_root), stage=f"prepare_{name}").out_uri
+
+
+def launch_settings(*, mode: str, ray_address: str, workers: int, gpus_per_worker: int, node_selector: dict,
+                    tolerations: list, overrides: Sequence[str], image: str, s3_secret_name: str,
+                    judge_secret_name: str, hf_token_secret_name: str, env: dict[str, str]) -> Any:
+    """``LaunchSettings`` of a remote stage: the pipeline's launch parameters, the GPU pool's node
+    selector / tolerations, the secrets as ``secretKeyRef`` env (names only) and plain env."""
+    from mini_o3.launch import LaunchSettings, SecretRef
+    from mini_o3.overrides import apply_overrides
+
+    secret_env = {key: SecretRef(name=s3_secret_name, key=key) for key in S3_SECRET_KEYS if s3_secret_name}
+    if judge_secret_name:
+        secret_env.update({key: SecretRef(name=judge_secret_name, key=key, optional=True) for key in JUDGE_SECRET_KEYS})
+    if hf_token_secret_name:
+        secret_env[HF_TOKEN_KEY] = SecretRef(name=hf_token_secret_name, key=HF_TOKEN_KEY, optional=True)
+    settings = LaunchSettings(mode=mode, ray_address=ray_address or None, workers=workers,
+                              gpus_per_worker=gpus_per_worker, node_selector=dict(node_selector or {}),
+                              tolerations=list(tolerations or []), image=image or None,
+                              env={k: v for k, v in env.items() if v}, secret_env=secret_env)
+    return apply_overrides(settings, list(overrides), label="launch setting") if overrides else settings
+
+
+def _remote(stage: str, argv: list[str], settings: Any, run_root: str, out_uri: str) -> StageResult:
+    from mini_o3.launch import job_name, run_remote
+
+    name = job_name(f"mo3-{stage}", basename(run_root))
+    run_remote(["mini-o3", "stage", stage, *argv], settings, name=name)
+    return read_result(stage, out_uri)
+
+
+def _tracking_argv(tracking: Tracking) -> list[str]:
+    if not tracking.parent_run_id:
+        return []
+    return ["--parent-run-id", tracking.parent_run_id, "--tracking-uri", tracking.tracking_uri or ""]
+
+
+def _sets(overrides: Sequence[str]) -> list[str]:
+    return [arg for o in overrides for arg in ("--set", o)]
+
+
+def sft(*, data_uri: str, model: str, run_root: str, overrides: Sequence[str], launch: dict[str, Any],
+        parent_run_id: str, tracking_uri: str, s3_endpoint: str) -> StageResult:
+    """SFT in this pod (``launch["mode"] == "inprocess"``) or as LLaMA-Factory's Ray mode on Ray /
+    a RayJob (one training worker per GPU of the cluster)."""
+    from mini_o3 import images
+    from mini_o3.stages import sft_stage
+
+    setup_env(s3_endpoint)
+    tracking = _tracking(parent_run_id, tracking_uri, run_root)
+    out_uri = storage.join(run_root, "sft")
+    if launch["mode"] == "inprocess":
+        return sft_stage(data_uri, model, out_uri, overrides=list(overrides), tracking=tracking)
+    settings = launch_settings(**{**launch, "image": launch.get("image") or images.image_ref("sft")})
+    ray = ["launch.mode=ray", "launch.ray_init_kwargs.address=auto",
+           f"launch.ray_num_workers={max(1, settings.workers * settings.gpus_per_worker)}"]
+    argv = ["--data-uri", data_uri, "--model", model, "--out-uri", out_uri, *_sets([*ray, *overrides]),
+            *_tracking_argv(tracking)]
+    return _remote("sft", argv, settings, run_root, out_uri)
+
+
+def rl(*, engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str, overrides: Sequence[str],
+       launch: dict[str, Any], parent_run_id: str, tracking_uri: str, s3_endpoint: str) -> StageResult:
+    """RL in this pod (reference engine on the pod's device) or on Ray / a RayJob (verl across
+    ``workers`` × ``gpus_per_worker`` GPUs, or the reference engine on the head)."""
+    from mini_o3.stages import rl_stage
+
+    setup_env(s3_endpoint)
+    tracking = _tracking(parent_run_id, tracking_uri, run_root)
+    out_uri = storage.join(run_root, "rl")
+    val = [val_uri] if val_uri else []
+    if launch["mode"] == "inprocess":
+        return rl_stage(engine, model_uri, [train_uri], val, out_uri, overrides=list(overrides), tracking=tracking,
+                        nnodes=1, gpus_per_node=max(1, int(launch.get("gpus_per_worker", 1))))
+    settings = launch_settings(**launch)
+    argv = ["--engine", engine, "--model-uri", model_uri, "--train-uri", train_uri,
+            *(a for v in val for a in ("--val-uri", v)), "--out-uri", out_uri, *_sets(overrides),
+            "--nnodes", str(max(1, settings.workers)), "--gpus-per-node", str(settings.gpus_per_worker),
+            *_tracking_argv(tracking)]
+    return _remote("rl", argv, settings, run_root, out_uri)
+
+
+def evaluate(*, model_uri: str, bench_uri: str, run_root: str, k: int, backend: str, overrides: Sequence[str],
+             judge: bool, parent_run_id: str, tracking_uri: str, s3_endpoint: str, gpus: int = 1) -> StageResult:
+    from mini_o3.stages import eval_stage
+
+    setup_env(s3_endpoint)
+    return eval_stage(model_uri, [bench_uri], storage.join(run_root, "eval"), k=k or None, backend=backend,
+                      overrides=list(overrides), judge=judge, tracking=_tracking(parent_run_id, tracking_uri, run_root),
+                      gpus=max(1, gpus))
+
+
+def log_hardware(stage: str, mode: str, accelerator: str, count: int, workers: int) -> None:
+    """One pod-log line with what the stage was scheduled with."""
+    where = "this pod" if mode in ("inprocess", "vllm", "local") else f"{workers} Ray worker pod(s)"
+    print(f"[mini-o3] {stage}: mode {mode}, {count} x {accelerator} on {where}", flush=True)
+
+
+def report(*, eval_uri: str, run_root: str, models: dict[str, str], sft_run_uri: str, rl_run_uri: str, title: str,
+           markdown_path: str, html_path: str, parent_run_id: str, tracking_uri: str, s3_endpoint: str) -> StageResult:
+    from mini_o3.stages import report_stage
+
+    setup_env(s3_endpoint)
+    return report_stage(eval_uri, storage.join(run_root, "report"), models=models, sft_run_uri=sft_run_uri,
+                        rl_run_uri=rl_run_uri, title=title, markdown_path=markdown_path, html_path=html_path,
+                        tracking=_tracking(parent_run_id, tracking_uri, run_root))
+
+
+def run_uri_of(model_uri: str) -> str:
+    """The ``run/`` sibling of a stage's ``model/`` output ("" for other model references)."""
+    if model_uri.rstrip("/").endswith("/model") and not is_hub_model(model_uri):
+        sibling = model_uri.rstrip("/")[: -len("model")] + "run"
+        try:
+            return sibling if storage.is_complete(sibling) else ""
+        except storage.StorageError:
+            return ""
+    return ""
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)

@@ -1,0 +1,105 @@
+"""Evaluation stage: sealed model + benchmark collections → sealed Avg@k report folder.
+
+Backends: ``vllm`` (serve the model with vLLM for the run: the GPU path), ``local`` (the batched
+HF policy in this process: CPU runs and tests) or ``openai:URL[#model]`` (an already served
+policy; ``model_uri`` is then only recorded). The output folder is ``run_eval``'s (report.json,
+report.md, plots, viewer.html, the sample store) plus ``stage.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .common import (
+    StageError,
+    StageResult,
+    Tracking,
+    basename,
+    console,
+    fetch_datasets,
+    library_env,
+    resolve_model,
+    seal,
+    stage_tracker,
+    work_dir,
+    write_result,
+)
+
+BACKENDS = ("vllm", "local")
+REPORT_FILES = ("report.md", "report.json", "avg_at_k.png", "pass_at_k.png", "turns.png", "viewer.html")
+
+
+def eval_metrics(report: dict) -> dict[str, float]:
+    """Avg@k, SE and maj@k per benchmark (names valid for both KFP Metrics and MLflow)."""
+    out: dict[str, float] = {}
+    for bench, data in report["benchmarks"].items():
+        overall = data["overall"]
+        for key in ("avg_at_k", "se", "maj_at_k"):
+            value = overall.get(key)
+            if isinstance(value, (int, float)):
+                out[f"{key}/{bench}"] = float(value)
+    return out
+
+
+def eval_stage(
+    model_uri: str,
+    bench_uris: Sequence[str],
+    out_uri: str,
+    *,
+    k: int | None = None,
+    backend: str = "vllm",
+    overrides: Sequence[str] = (),
+    judge: bool = False,
+    gpus: int = 1,
+    tracking: Tracking = Tracking(),
+    work: str | None = None,
+    progress: bool = True,
+) -> StageResult:
+    """Avg@k of the model at ``model_uri`` on every benchmark of ``bench_uris`` (``gpus``: vLLM's
+    tensor-parallel size)."""
+    from mini_o3.evaluate.runner import EvalError, resolve_config, run_eval
+
+    if backend not in BACKENDS and not backend.startswith("openai:"):
+        raise StageError(f"eval backend {backend!r} is unknown; expected vllm, local or openai:URL[#model]")
+    if not bench_uris:
+        raise StageError("eval stage needs at least one benchmark URI")
+    sets = [*overrides, *([f"k={k}"] if k else [])]
+    config = resolve_config(None, sets)  # bad overrides fail before any download
+    if judge and config.judge is None:
+        from mini_o3.evaluate.judge import EvalJudgeConfig
+
+        config = config.model_copy(update={"judge": EvalJudgeConfig()})
+    params = {"model_uri": model_uri, "bench_uris": list(bench_uris), "k": k, "backend": backend,
+              "overrides": list(overrides), "judge": judge, "gpus": gpus}
+    with work_dir("eval", work) as wd, stage_tracker("evaluate", tracking, params) as tracker:
+        console.rule(f"[bold]evaluate ({backend})")
+        benches = fetch_datasets(bench_uris, wd / "inputs" / "bench", "val", progress=progress)
+        out = wd / basename(out_uri)
+        try:
+            with library_env():
+                if backend.startswith("openai:"):
+                    result = run_eval(backend, benches, out, config, progress=progress)
+                else:
+                    model = resolve_model(model_uri, wd / "inputs" / "model", progress=progress)
+                    if backend == "local":
+                        result = run_eval(f"local:{model}", benches, out, config, progress=progress)
+                    else:
+                        from mini_o3.evaluate.serve import ServeConfig, VLLMServer
+
+                        serve = ServeConfig(model=str(model), tensor_parallel_size=gpus)
+                        with VLLMServer(serve) as server:
+                            spec = f"openai:{server.base_url}#{serve.served_model_name}"
+                            result = run_eval(spec, benches, out, config, progress=progress)
+        except EvalError as exc:
+            raise StageError(f"evaluation of {model_uri!r}: {exc}") from exc
+        metrics = eval_metrics(result.report)
+        stage = StageResult("evaluate", out_uri, model_uri=model_uri, metrics=metrics, outputs={"eval": out_uri},
+                            info={"benchmarks": sorted(result.report["benchmarks"]), "config_hash": result.config_hash,
+                                  "k": {b: d["overall"]["k"] for b, d in result.report["benchmarks"].items()}})
+        write_result(stage, out)
+        seal(out, out_uri, progress=progress)
+        tracker.log_metrics(metrics)
+        for name in REPORT_FILES:
+            if (out / name).is_file():
+                tracker.log_artifact(out / name, artifact_path="eval")
+    return stage

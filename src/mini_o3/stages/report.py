@@ -1,0 +1,147 @@
+"""Report stage: the pipeline's summary as ``report.md`` and a self-contained ``report.html``
+(plots inlined as base64 PNG, so the KFP UI's HTML viewer shows them without storage access).
+
+Inputs: the sealed evaluation folder and, when the run trained, the SFT / RL ``run/`` folders
+(loss curve, last RL metrics). The sealed output at ``out_uri`` holds both files plus ``stage.json``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+from .common import (
+    StageResult,
+    Tracking,
+    basename,
+    console,
+    fetch,
+    seal,
+    stage_tracker,
+    work_dir,
+    write_result,
+)
+from .evaluate import eval_metrics
+
+PLOTS = (("avg_at_k.png", "Avg@k with 95% CI"), ("pass_at_k.png", "pass@k"), ("turns.png", "Turns per episode"))
+
+
+def report_stage(
+    eval_uri: str,
+    out_uri: str,
+    *,
+    models: Mapping[str, str] | None = None,
+    sft_run_uri: str = "",
+    rl_run_uri: str = "",
+    title: str = "Mini-o3 pipeline report",
+    markdown_path: str | Path | None = None,
+    html_path: str | Path | None = None,
+    tracking: Tracking = Tracking(),
+    work: str | None = None,
+    progress: bool = True,
+) -> StageResult:
+    """Write the report; also copy it to ``markdown_path`` / ``html_path`` (KFP artifact files)."""
+    models = {k: v for k, v in (models or {}).items() if v}
+    params = {"eval_uri": eval_uri, "sft_run_uri": sft_run_uri, "rl_run_uri": rl_run_uri, **models}
+    with work_dir("report", work) as wd, stage_tracker("report", tracking, params) as tracker:
+        console.rule("[bold]report")
+        evaluation = fetch(eval_uri, wd / "inputs" / "eval", progress=progress)
+        sft_run = fetch(sft_run_uri, wd / "inputs" / "sft", progress=progress) if sft_run_uri else None
+        rl_run = fetch(rl_run_uri, wd / "inputs" / "rl", progress=progress) if rl_run_uri else None
+        report = json.loads((evaluation / "report.json").read_text())
+        summary = _summary_lines(models, eval_uri, sft_run, rl_run)
+        markdown = f"# {title}\n\n" + "\n".join(summary) + "\n\n" + _demote((evaluation / "report.md").read_text())
+        images = [(evaluation / name, label) for name, label in PLOTS if (evaluation / name).is_file()]
+        if sft_run is not None and (sft_run / "loss_curve.png").is_file():
+            images.append((sft_run / "loss_curve.png", "SFT training loss"))
+        out = wd / basename(out_uri)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.md").write_text(markdown)
+        (out / "report.html").write_text(render_html(markdown, images, title))
+        metrics = eval_metrics(report)
+        result = StageResult("report", out_uri, metrics=metrics,
+                             outputs={"report": out_uri}, info={"files": ["report.md", "report.html"]})
+        write_result(result, out)
+        seal(out, out_uri, progress=progress)
+        for target, name in ((markdown_path, "report.md"), (html_path, "report.html")):
+            if target:
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(out / name, target)
+        tracker.log_artifact(out / "report.md")
+        tracker.log_artifact(out / "report.html")
+    return result
+
+
+def _summary_lines(models: Mapping[str, str], eval_uri: str, sft_run: Path | None, rl_run: Path | None) -> list[str]:
+    lines = ["| Item | Value |", "|---|---|"]
+    lines += [f"| {name} | `{uri}` |" for name, uri in models.items()]
+    lines.append(f"| evaluation | `{eval_uri}` |")
+    if sft_run is not None and (sft_run / "stage.json").is_file():
+        sft = json.loads((sft_run / "stage.json").read_text())["metrics"]
+        lines.append(f"| SFT | step {int(sft.get('global_step', 0))}, final loss {sft.get('final_loss', float('nan')):.4f} |")
+    if rl_run is not None and (rl_run / "stage.json").is_file():
+        rl = json.loads((rl_run / "stage.json").read_text())["metrics"]
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(rl.items()) if k.startswith(("val/", "rollout/reward", "global")))
+        lines.append(f"| RL | {shown} |")
+    return lines
+
+
+def _demote(markdown: str) -> str:
+    """Evaluation headings one level down, under the report's title."""
+    return re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", markdown, flags=re.MULTILINE)
+
+
+def render_html(markdown: str, images: list[tuple[Path, str]], title: str) -> str:
+    """A small, dependency-free rendering of our report markdown (headings, tables, lists,
+    paragraphs, inline code) with the images inlined."""
+    body: list[str] = []
+    table: list[list[str]] = []
+    items: list[str] = []
+
+    def flush() -> None:
+        if table:
+            head, *rows = table
+            body.append("<table><thead><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr></thead><tbody>"
+                        + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows) + "</tbody></table>")
+            table.clear()
+        if items:
+            body.append("<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>")
+            items.clear()
+
+    for line in markdown.splitlines():
+        text = line.strip()
+        if text.startswith("|"):
+            cells = [_inline(c.strip()) for c in text.strip("|").split("|")]
+            if not all(re.fullmatch(r":?-+:?", c) for c in cells):
+                table.append(cells)
+            continue
+        if text.startswith("- "):
+            items.append(_inline(text[2:]))
+            continue
+        flush()
+        heading = re.match(r"^(#{1,6}) (.*)$", text)
+        if heading:
+            level = len(heading.group(1))
+            body.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
+        elif text:
+            body.append(f"<p>{_inline(text)}</p>")
+    flush()
+    for path, label in images:
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        body.append(f'<figure><img alt="{html.escape(label)}" src="data:image/png;base64,{data}">'
+                    f"<figcaption>{html.escape(label)}</figcaption></figure>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:1em auto}table{border-collapse:collapse;margin:.5em 0}"
+             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td:first-child{text-align:left}"
+             "img{max-width:100%}code{background:#f4f4f4}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def _inline(text: str) -> str:
+    escaped = html.escape(text)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)

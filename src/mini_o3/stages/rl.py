@@ -1,0 +1,151 @@
+"""RL stage: sealed policy + data collections → sealed RL policy (GRPO).
+
+Engines: ``local`` (``mini_o3.rl.local``, in this process: CPU / one GPU) or ``verl``
+(``mini_o3.rl.verl``: joins the Ray cluster this process runs in, e.g. as the entrypoint of a
+KubeRay RayJob, with ``nnodes`` × ``gpus_per_node`` GPUs; multi-node needs ``MINI_O3_WORK_DIR``
+on storage every Ray node mounts, since verl workers read the model and data by path).
+
+Outputs under ``out_uri``: ``model/`` (the last checkpoint's HF files, without optimizer and RNG
+state) and ``run/`` (``metrics.jsonl``, ``rl_config.json``, rollouts, validation dumps,
+``stage.json``); ``model/`` is sealed before ``run/``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from mini_o3 import storage
+
+from .common import (
+    StageError,
+    StageResult,
+    Tracking,
+    console,
+    copy_files,
+    fetch_datasets,
+    library_env,
+    numeric,
+    resolve_model,
+    seal,
+    stage_tracker,
+    work_dir,
+    write_result,
+)
+
+Engine = Literal["local", "verl"]
+ENGINES = ("local", "verl")
+#: Checkpoint files that are training state, not the policy.
+STATE_FILES = ("optimizer.pt", "rng.pt", "*.distcp", "optim_*", "extra_state_*")
+RUN_ENTRIES = ("metrics.jsonl", "rl_config.json", "rollouts", "validation")
+#: verl's generated configs and command (not its converted data: images embedded, large).
+VERL_RECORDS = ("command.json", "rl_config.json", "agent_loops.yaml", "crop_tool.yaml")
+#: verl saves sharded FSDP state; the stage hands on an HF model, so checkpoints also get merged
+#: HF weights (``<step>/actor/huggingface``); resuming still loads the shards only.
+VERL_HF_SAVE = (
+    "actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra,hf_model]",
+    "actor_rollout_ref.actor.checkpoint.load_contents=[model,optimizer,extra]",
+)
+
+
+def rl_stage(
+    engine: str,
+    model_uri: str,
+    train_uris: Sequence[str],
+    val_uris: Sequence[str],
+    out_uri: str,
+    *,
+    overrides: Sequence[str] = (),
+    nnodes: int = 1,
+    gpus_per_node: int = 8,
+    tracking: Tracking = Tracking(),
+    work: str | None = None,
+    progress: bool = True,
+) -> StageResult:
+    """GRPO from ``model_uri`` on the train collections, validating on the val collections."""
+    from mini_o3.rl.config import RLConfig
+
+    if engine not in ENGINES:
+        raise StageError(f"RL engine {engine!r} is unknown; expected one of {', '.join(ENGINES)}")
+    if not train_uris:
+        raise StageError("RL stage needs at least one train data URI")
+    config = RLConfig().with_overrides(list(overrides))  # bad overrides fail before any download
+    params = {"engine": engine, "model_uri": model_uri, "train_uris": list(train_uris), "val_uris": list(val_uris),
+              "overrides": list(overrides), "nnodes": nnodes, "gpus_per_node": gpus_per_node}
+    with work_dir("rl", work) as wd, stage_tracker("rl", tracking, params) as tracker:
+        console.rule(f"[bold]RL ({engine} engine)")
+        model = resolve_model(model_uri, wd / "inputs" / "model", progress=progress)
+        train = fetch_datasets(train_uris, wd / "inputs" / "train", "train", progress=progress)
+        val = fetch_datasets(val_uris, wd / "inputs" / "val", "val", progress=progress) if val_uris else []
+        run_dir = wd / "run"
+        with library_env():
+            if engine == "local":
+                from mini_o3.rl.local import run_rl_local
+
+                result = run_rl_local(model, train, val, run_dir, config, (), progress=progress)
+                info = {"global_step": result.global_step, "total_steps": result.total_steps}
+                final = result.last_checkpoint
+            else:
+                from mini_o3.rl.verl import run_rl_verl
+
+                verl = run_rl_verl(str(model), train, val, run_dir, config, (), nnodes=nnodes,
+                                   n_gpus_per_node=gpus_per_node, progress=progress, verl_overrides=VERL_HF_SAVE)
+                if verl.returncode not in (0, None):
+                    raise StageError(f"verl exited with code {verl.returncode}; command: {' '.join(verl.command)}")
+                final = latest_hf_checkpoint(run_dir)
+                info = {"command": verl.command}
+        if final is None:
+            raise StageError(f"RL run in {run_dir} saved no checkpoint; set save_freq > 0")
+        out = wd / "out"
+        shutil.rmtree(out, ignore_errors=True)  # a kept work folder may hold an earlier attempt's
+        model_out = copy_files(final, out / "model", skip_dirs=STATE_FILES)
+        run_out = copy_files(run_dir, out / "run", RUN_ENTRIES)
+        if (run_dir / "verl").is_dir():
+            copy_files(run_dir / "verl", run_out / "verl", VERL_RECORDS)
+        (run_out / "checkpoint.json").write_text(json.dumps({"checkpoint": final.name, **info}, default=str) + "\n")
+        history = _metrics(run_dir / "metrics.jsonl")
+        last = numeric({**{k: v for rec in history for k, v in rec.items() if k != "step"}})
+        metrics = {k: v for k, v in last.items() if k.startswith(("val/", "rollout/", "actor/"))}
+        metrics["global_step"] = float(info.get("global_step", _step_of(final)))
+        stage = StageResult("rl", out_uri, model_uri=storage.join(out_uri, "model"), metrics=metrics,
+                            outputs={"model": storage.join(out_uri, "model"), "run": storage.join(out_uri, "run")},
+                            info={"engine": engine, "checkpoint": final.name})
+        write_result(stage, run_out)
+        seal(model_out, stage.outputs["model"], progress=progress)
+        seal(run_out, stage.outputs["run"], progress=progress)
+        tracker.log_params({"rl_config": json.dumps(config.model_dump(mode="json"), sort_keys=True)[:6000]})
+        for record in history:
+            step = int(record.get("step", 0))
+            tracker.log_metrics(_mlflow_names(numeric({k: v for k, v in record.items() if k != "step"})), step=step)
+    return stage
+
+
+def latest_hf_checkpoint(run_dir: Path) -> Path | None:
+    """The newest ``global_step_N`` HF folder (itself or its ``actor/huggingface``) under ``run_dir``."""
+    candidates = []
+    for path in run_dir.rglob("global_step_*"):
+        step = _step_of(path)
+        for folder in (path, path / "actor" / "huggingface"):
+            if (folder / "config.json").is_file() and any(folder.glob("*.safetensors")):
+                candidates.append((step, folder))
+    return max(candidates, key=lambda c: c[0])[1] if candidates else None
+
+
+def _step_of(path: Path) -> int:
+    match = re.search(r"global_step_(\d+)", str(path))
+    return int(match.group(1)) if match else 0
+
+
+def _metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _mlflow_names(metrics: dict[str, float]) -> dict[str, float]:
+    """MLflow metric names allow no ``@``: ``val/avg@1`` → ``val/avg_at_1``."""
+    return {k.replace("@", "_at_"): v for k, v in metrics.items()}
