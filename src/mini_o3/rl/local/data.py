@@ -8,7 +8,7 @@ position in the data is the small ``DataCursor`` (epoch, batch) stored in every 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,11 +42,10 @@ def resolve_data(path: str | Path, split: str) -> Path:
     return path
 
 
-def load_prompts(paths: Sequence[str | Path], split: str) -> list[Prompt]:
-    """All rows of the given files, in file order; every image must exist."""
-    if not paths:
-        raise ValueError(f"no {split} data given")
-    prompts: list[Prompt] = []
+def iter_prompts(paths: Sequence[str | Path], split: str) -> Iterator[Prompt]:
+    """The rows of the given files, in file order, each with its one image resolved against the
+    dataset's parent (``BASE_IMAGE_DIR``); a missing image raises naming the file and row. Both RL
+    engines read their data through this."""
     for given in paths:
         file = resolve_data(given, split)
         base = file.parent.parent
@@ -56,7 +55,14 @@ def load_prompts(paths: Sequence[str | Path], split: str) -> list[Prompt]:
             image = base / record.images[0]
             if not image.is_file():
                 raise FileNotFoundError(f"{file}: row {i} ({record.id}): image {str(image)!r} not found")
-            prompts.append(Prompt(record, image))
+            yield Prompt(record, image)
+
+
+def load_prompts(paths: Sequence[str | Path], split: str) -> list[Prompt]:
+    """All rows of the given files, in file order; every image must exist."""
+    if not paths:
+        raise ValueError(f"no {split} data given")
+    prompts = list(iter_prompts(paths, split))
     if not prompts:
         raise ValueError(f"{split} data {[str(p) for p in paths]} holds no rows")
     return prompts

@@ -23,8 +23,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mini_o3.data.bench import BenchRecord, read_records
-from mini_o3.rl.local.data import resolve_data
+from mini_o3.data.bench import BenchRecord
+from mini_o3.rl.local.data import iter_prompts
 from mini_o3.task import get_prompt_set
 
 from .names import TRAIN_AGENT, VAL_AGENT
@@ -82,23 +82,17 @@ def convert(
     rows: list[dict[str, Any]] = []
     count = 0
     try:
-        for given in sources:
-            file = resolve_data(given, split)
-            base = file.parent.parent
-            for i, record in enumerate(read_records(file)):
-                if len(record.images) != 1:
-                    raise ValueError(f"{file}: row {i} ({record.id}) has {len(record.images)} images; episodes take exactly 1")
-                image = base / record.images[0]
-                try:
-                    data = image.read_bytes()
-                except OSError as exc:
-                    raise FileNotFoundError(f"{file}: row {i} ({record.id}): cannot read image {str(image)!r}: {exc}") from None
-                rows.append(verl_row(record, data, index=count, split=split, system=system))
-                count += 1
-                if on_row:
-                    on_row(count)
-                if len(rows) >= ROW_GROUP:
-                    writer = _flush(writer, rows, tmp)
+        for prompt in iter_prompts(sources, split):
+            try:
+                data = prompt.image.read_bytes()
+            except OSError as exc:
+                raise FileNotFoundError(f"{prompt.record.id}: cannot read image {str(prompt.image)!r}: {exc}") from None
+            rows.append(verl_row(prompt.record, data, index=count, split=split, system=system))
+            count += 1
+            if on_row:
+                on_row(count)
+            if len(rows) >= ROW_GROUP:
+                writer = _flush(writer, rows, tmp)
         if rows or writer is None:
             writer = _flush(writer, rows, tmp)
     finally:
