@@ -96,7 +96,7 @@ def build_train(c: Components | None = None) -> Any:
         p3_rl_model_uri: str = "",
         p3_rl_overrides: list = [],  # noqa: B006
         p3_rl_launch_mode: str = "rayjob",
-        p3_rl_workers: int = 1,
+        p3_rl_workers: int = 8,
         p3_rl_gpus_per_worker: int = 8,
         p3_rl_ray_address: str = "",
         p3_rl_launch_overrides: list = [],  # noqa: B006
@@ -142,7 +142,7 @@ def build_train(c: Components | None = None) -> Any:
             p3_rl_model_uri: Skip RL: the policy to evaluate (sealed URI or hub id).
             p3_rl_overrides: RLConfig overrides key=value (total_training_steps=, rollout_n=, judge.enabled=false, ...).
             p3_rl_launch_mode: rayjob (KubeRay RayJob from a CPU launcher pod), ray (existing cluster) or inprocess (GPU pod).
-            p3_rl_workers: RayJob GPU worker pods (verl nnodes).
+            p3_rl_workers: RayJob GPU worker pods (verl nnodes; seed: 8 nodes x 8 GPUs).
             p3_rl_gpus_per_worker: GPUs per worker (verl n_gpus_per_node); also the GPUs of an inprocess RL pod.
             p3_rl_ray_address: Ray Jobs API URL for launch mode ray.
             p3_rl_launch_overrides: LaunchSettings overrides key=value for the RayJob (memory_per_worker=, namespace=, ...).
