@@ -96,3 +96,22 @@ def test_stage_refuses_a_half_written_model(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert str(half) in proc.stderr and "_MINI_O3_COMPLETE.json" in proc.stderr
     assert not (tmp_path / "rl").exists()
+
+
+def test_upload_reads_the_packages_the_base_image_ships(kfp, tmp_path):
+    """In the base image (the chart's post-install Job) there is no checkout: `upload` finds the
+    compiled packages through MINI_O3_PIPELINES_DIR, from any working directory."""
+    shipped = tmp_path / "image-home" / "pipelines"
+    shutil.copytree(REPO / "pipelines", shipped)
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path), "COLUMNS": "500",
+           "MINI_O3_PIPELINES_DIR": str(shipped)}
+    proc = subprocess.run([CLI, "upload", "--host", kfp.url], capture_output=True, text=True, env=env, cwd=elsewhere,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split("\t")[0] for line in proc.stdout.splitlines()] == ["mini-o3-train", "mini-o3-evaluate"]
+    (shipped / "train.yaml").unlink()
+    missing = subprocess.run([CLI, "upload", "--host", kfp.url], capture_output=True, text=True, env=env,
+                             cwd=elsewhere, timeout=300, check=False)
+    assert missing.returncode == 2 and str(shipped / "train.yaml") in missing.stderr

@@ -11,7 +11,7 @@ import importlib.util
 import re
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
@@ -296,3 +296,18 @@ def test_compiled_sources_import_only_our_installed_package(file, name, containe
     for module in ours:
         assert importlib.util.find_spec(module) is not None, f"{file} {name}: {module} does not exist"
     assert "pip install" not in " ".join(container["command"]), f"{file} {name} installs packages at run time"
+
+
+def test_base_image_ships_the_compiled_pipelines_for_upload():
+    """The chart's post-install Job runs `mini-o3 upload` / `schedule` in the base image, which has
+    no checkout: the image must carry pipelines/ where MINI_O3_PIPELINES_DIR points."""
+    final = dockerfile("base").final
+    env = " ".join(final.args("ENV"))
+    match = re.search(r"MINI_O3_PIPELINES_DIR=(\S+)", env)
+    assert match, "base image: ENV MINI_O3_PIPELINES_DIR missing"
+    workdir = final.args("WORKDIR")[-1]
+    copies = [c.split() for c in final.args("COPY")]
+    targets = {str(PurePosixPath(workdir, c[-1])) for c in copies if c[-2] == "pipelines"}
+    assert match.group(1) in targets, f"base image: pipelines/ is not copied to {match.group(1)} (COPY targets {sorted(targets)})"
+    ignore = (IMAGES_DIR / "base" / "Dockerfile.dockerignore").read_text().splitlines()
+    assert "!pipelines/" in ignore, "base image: the build context excludes pipelines/"

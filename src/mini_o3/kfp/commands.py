@@ -244,7 +244,13 @@ def _package(pipeline: str) -> Path:
 
 
 def _repo_root() -> Path:
-    """The folder holding ``pipelines/``: the working directory, else the source checkout."""
+    """The folder holding ``pipelines/``: ``$MINI_O3_PIPELINES_DIR``'s parent (the base image sets
+    it), else the working directory, else the source checkout."""
+    import os
+
+    configured = os.environ.get("MINI_O3_PIPELINES_DIR")
+    if configured:
+        return Path(configured).parent
     here = Path.cwd()
     if (here / "pipelines").is_dir():
         return here
