@@ -199,15 +199,17 @@ def evaluate(
     k: Optional[int] = typer.Option(None, "--k", min=1, help="Samples per question (default: 32 VP/V*, 8 HR, 1 MME)."),
     out: Path = typer.Option(..., "--out", help="Output folder; re-running into it resumes finished samples."),
     overrides: list[str] = typer.Option([], "--set", help="EvalConfig override KEY=VALUE (repeatable; dotted keys)."),
+    gpus: int = typer.Option(1, "--gpus", min=1, help="vllm: GPUs for the server (split into tensor-parallel x replicas)."),
 ) -> None:
     """Avg@k over benchmarks with multi-turn crop-tool rollouts; report, plots and trajectory viewer."""
-    from mini_o3.evaluate.runner import EvalError, run_eval
-    from mini_o3.evaluate.serve import ServeConfig, ServeError, VLLMServer
+    from mini_o3.evaluate.runner import EvalError, resolve_config, run_eval
+    from mini_o3.evaluate.serve import ServeError, VLLMServer, eval_serve_config
 
     sets = list(overrides) + ([f"k={k}"] if k is not None else [])
     try:
         if policy.startswith("vllm:"):  # no endpoint given: serve the model for the run
-            config = ServeConfig(model=policy.removeprefix("vllm:"))
+            # the server's context and image limits follow the evaluation config (e.g. max_images=32)
+            config = eval_serve_config(policy.removeprefix("vllm:"), resolve_config(None, sets), gpus)
             with VLLMServer(config) as server:
                 spec = f"openai:{server.base_url}#{config.served_model_name}"
                 result = run_eval(spec, list(bench), out, overrides=sets, progress=True)

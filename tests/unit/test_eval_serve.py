@@ -136,3 +136,34 @@ def test_serve_raises_when_server_dies(tmp_path, monkeypatch):
     with pytest.raises(ServeError, match="exited with code -9"):
         serve(config, echo=lines.append)
     assert lines and "serving 'policy'" in lines[0]
+
+
+def _model(tmp_path: Path, text_heads: int, vision_heads: int = 16) -> Path:
+    (tmp_path / "config.json").write_text(json.dumps({"text_config": {"num_attention_heads": text_heads},
+                                                      "vision_config": {"num_heads": vision_heads}}))
+    return tmp_path
+
+
+@pytest.mark.parametrize(("gpus", "heads", "expected"), [(1, 28, (1, 1)), (8, 28, (4, 2)), (4, 28, (4, 1)),
+                                                         (2, 28, (2, 1)), (8, 32, (8, 1)), (3, 28, (1, 3))])
+def test_parallelism_splits_gpus_the_model_can_shard(tmp_path, gpus, heads, expected):
+    """Qwen2.5-VL-7B has 28 attention heads: vLLM refuses tensor-parallel 8, so 8 GPUs serve 2 x TP4."""
+    from mini_o3.evaluate.serve import parallelism
+
+    assert parallelism(_model(tmp_path, heads), gpus) == expected
+
+
+def test_eval_server_follows_the_eval_config(tmp_path):
+    """The served limits are the evaluation's: the 32-turn / 32-image headline setting must not be
+    refused by a server still capped at 12 images."""
+    from mini_o3.evaluate.config import EvalConfig
+    from mini_o3.evaluate.serve import eval_serve_config
+
+    config = EvalConfig(max_images=32, max_context=40000)
+    serve_config = eval_serve_config(_model(tmp_path, 28), config, gpus=8)
+    cmd = vllm_command(serve_config)
+    assert cmd[cmd.index("--limit-mm-per-prompt") + 1] == '{"image":32}'
+    assert cmd[cmd.index("--max-model-len") + 1] == "40000"
+    assert cmd[cmd.index("--tensor-parallel-size") + 1] == "4" and cmd[cmd.index("--data-parallel-size") + 1] == "2"
+    default = vllm_command(eval_serve_config(tmp_path, EvalConfig(), gpus=1))
+    assert default[default.index("--limit-mm-per-prompt") + 1] == '{"image":12}' and "--data-parallel-size" not in default

@@ -51,3 +51,18 @@ def test_a_real_run_without_gpus_fails_cleanly(synth, tmp_path):
     assert result.exit_code == 2
     assert "error:" in result.output and ("vllm" in result.output or "GPU" in result.output)
     assert "Traceback" not in result.output
+
+
+def test_gpu_check_trusts_the_ray_cluster_a_job_driver_joins():
+    """A RayJob's entrypoint runs on the CPU head (RAY_ADDRESS set): the GPUs are on the workers."""
+    import shutil
+
+    import torch
+
+    from mini_o3.rl.verl.run import VerlError, _check_gpus
+
+    _check_gpus({"RAY_ADDRESS": "10.0.0.1:6379"})
+    if torch.cuda.is_available() or shutil.which("nvidia-smi"):
+        return
+    with pytest.raises(VerlError, match="no GPU|none is visible"):
+        _check_gpus({})  # this machine has no GPU and joins no cluster

@@ -41,6 +41,15 @@ def test_seed_overrides_compose_and_land(tmp_path):
     t = cfg.trainer
     assert (t.nnodes, t.n_gpus_per_node, t.save_freq, t.test_freq, t.total_epochs) == (8, 8, 25, 5, 100)
     assert t.default_local_dir == str(tmp_path / "save")
+    # Every checkpoint also holds the merged HF policy (global_step_N/actor/huggingface), the folder the
+    # RL stage hands on and evaluation serves; resuming loads the FSDP shards only.
+    assert list(a.checkpoint.save_contents) == ["model", "optimizer", "extra", "hf_model"]
+    assert list(a.checkpoint.load_contents) == ["model", "optimizer", "extra"]
+    # Per-step metrics go to a file the RL stage reads; the path reaches the trainer actor through
+    # ray.init's runtime_env (actors on a Ray cluster inherit no driver env).
+    assert list(t.logger) == ["console", "file"]
+    env = cfg.ray_kwargs.ray_init.runtime_env.env_vars
+    assert env.VERL_FILE_LOGGER_PATH == str(tmp_path / "verl" / "metrics.jsonl")
     assert t.v1.sampler.custom_sampler.name == "MiniO3ReplayBuffer"
     assert Path(t.v1.sampler.custom_sampler.path).is_file() and Path(cfg.reward.custom_reward_function.path).is_file()
     assert dict(t.v1.sampler.sampler_kwargs) == {"enable": True, "over_turn_mode": "code", "min_group_std": 1e-4,

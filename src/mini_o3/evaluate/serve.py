@@ -59,6 +59,7 @@ class ServeConfig(BaseModel):
     allowed_local_media_path: str | None = None
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     tensor_parallel_size: int = Field(1, ge=1)
+    data_parallel_size: int = Field(1, ge=1, description="engine replicas (GPUs = tensor x data parallel)")
     dtype: str = "bfloat16"
     seed: int = 0
     extra_args: list[str] = Field(default_factory=list, description="appended verbatim")
@@ -87,6 +88,8 @@ def vllm_command(config: ServeConfig, port: int | None = None) -> list[str]:
         "--gpu-memory-utilization", str(config.gpu_memory_utilization),
         "--tensor-parallel-size", str(config.tensor_parallel_size),
     ]
+    if config.data_parallel_size > 1:
+        cmd += ["--data-parallel-size", str(config.data_parallel_size)]
     if config.chat_template_content_format:
         cmd += ["--chat-template-content-format", config.chat_template_content_format]
     mm = {k: v for k, v in (("min_pixels", config.min_pixels), ("max_pixels", config.max_pixels)) if v is not None}
@@ -95,6 +98,31 @@ def vllm_command(config: ServeConfig, port: int | None = None) -> list[str]:
     if config.allowed_local_media_path:
         cmd += ["--allowed-local-media-path", str(Path(config.allowed_local_media_path).resolve())]
     return cmd + list(config.extra_args)
+
+
+def parallelism(model_dir: str | Path, gpus: int) -> tuple[int, int]:
+    """``(tensor_parallel, data_parallel)`` for ``gpus`` GPUs: the largest tensor-parallel size that
+    divides ``gpus`` and the model's attention heads (vLLM refuses others, e.g. Qwen2.5-VL-7B's 28
+    heads on 8 GPUs), the rest as engine replicas."""
+    if gpus < 1:
+        raise ValueError(f"gpus must be >= 1, got {gpus}")
+    path = Path(model_dir) / "config.json"
+    config = json.loads(path.read_text()) if path.is_file() else {}
+    heads = [c.get(key) for c in (config, config.get("text_config") or {}, config.get("vision_config") or {})
+             for key in ("num_attention_heads", "num_heads")]
+    heads = [h for h in heads if isinstance(h, int) and h > 0]
+    tp = max(d for d in range(1, gpus + 1) if gpus % d == 0 and all(h % d == 0 for h in heads))
+    return tp, gpus // tp
+
+
+def eval_serve_config(model: str | Path, eval_config: Any, gpus: int = 1, **fields: Any) -> ServeConfig:
+    """The server for an evaluation run: context and image limits from the ``EvalConfig`` (its
+    ``max_context`` / ``max_images``, e.g. the 32-image headline setting) and ``gpus`` split by
+    ``parallelism``."""
+    tp, dp = parallelism(model, gpus)
+    return ServeConfig(model=str(model), max_model_len=eval_config.max_context,
+                       limit_mm_per_prompt={"image": eval_config.max_images}, tensor_parallel_size=tp,
+                       data_parallel_size=dp, **fields)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

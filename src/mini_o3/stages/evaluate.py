@@ -55,8 +55,8 @@ def eval_stage(
     work: str | None = None,
     progress: bool = True,
 ) -> StageResult:
-    """Avg@k of the model at ``model_uri`` on every benchmark of ``bench_uris`` (``gpus``: vLLM's
-    tensor-parallel size)."""
+    """Avg@k of the model at ``model_uri`` on every benchmark of ``bench_uris`` (``gpus``: the vLLM
+    server's GPUs, tensor x data parallel, see ``serve.parallelism``)."""
     from mini_o3.evaluate.runner import EvalError, resolve_config, run_eval
 
     if backend not in BACKENDS and not backend.startswith("openai:"):
@@ -84,9 +84,9 @@ def eval_stage(
                     if backend == "local":
                         result = run_eval(f"local:{model}", benches, out, config, progress=progress)
                     else:
-                        from mini_o3.evaluate.serve import ServeConfig, VLLMServer
+                        from mini_o3.evaluate.serve import VLLMServer, eval_serve_config
 
-                        serve = ServeConfig(model=str(model), tensor_parallel_size=gpus)
+                        serve = eval_serve_config(model, config, gpus)
                         with VLLMServer(serve) as server:
                             spec = f"openai:{server.base_url}#{serve.served_model_name}"
                             result = run_eval(spec, benches, out, config, progress=progress)

@@ -41,15 +41,11 @@ Engine = Literal["local", "verl"]
 ENGINES = ("local", "verl")
 #: Checkpoint files that are training state, not the policy.
 STATE_FILES = ("optimizer.pt", "rng.pt", "*.distcp", "optim_*", "extra_state_*")
+#: Stage metrics (the last value of each): reference engine val/ rollout/ actor/, verl val-core/ critic/score/.
+STAGE_METRICS = ("val/", "rollout/", "actor/", "val-core/", "critic/score/")
 RUN_ENTRIES = ("metrics.jsonl", "rl_config.json", "rollouts", "validation")
 #: verl's generated configs and command (not its converted data: images embedded, large).
 VERL_RECORDS = ("command.json", "rl_config.json", "agent_loops.yaml", "crop_tool.yaml")
-#: verl saves sharded FSDP state; the stage hands on an HF model, so checkpoints also get merged
-#: HF weights (``<step>/actor/huggingface``); resuming still loads the shards only.
-VERL_HF_SAVE = (
-    "actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra,hf_model]",
-    "actor_rollout_ref.actor.checkpoint.load_contents=[model,optimizer,extra]",
-)
 
 
 def rl_stage(
@@ -91,12 +87,14 @@ def rl_stage(
                 final = result.last_checkpoint
             else:
                 from mini_o3.rl.verl import run_rl_verl
+                from mini_o3.rl.verl.command import METRICS_FILE
 
                 verl = run_rl_verl(str(model), train, val, run_dir, config, (), nnodes=nnodes,
-                                   n_gpus_per_node=gpus_per_node, progress=progress, verl_overrides=VERL_HF_SAVE)
+                                   n_gpus_per_node=gpus_per_node, progress=progress)
                 if verl.returncode not in (0, None):
                     raise StageError(f"verl exited with code {verl.returncode}; command: {' '.join(verl.command)}")
-                final = latest_hf_checkpoint(run_dir)
+                final = latest_hf_checkpoint(run_dir)  # verl's command saves hf_model with each checkpoint
+                verl_metrics(run_dir / METRICS_FILE, run_dir / "metrics.jsonl")
                 info = {"command": verl.command}
         if final is None:
             raise StageError(f"RL run in {run_dir} saved no checkpoint; set save_freq > 0")
@@ -109,7 +107,7 @@ def rl_stage(
         (run_out / "checkpoint.json").write_text(json.dumps({"checkpoint": final.name, **info}, default=str) + "\n")
         history = _metrics(run_dir / "metrics.jsonl")
         last = numeric({**{k: v for rec in history for k, v in rec.items() if k != "step"}})
-        metrics = {k: v for k, v in last.items() if k.startswith(("val/", "rollout/", "actor/"))}
+        metrics = {k: v for k, v in last.items() if k.startswith(STAGE_METRICS)}
         metrics["global_step"] = float(info.get("global_step", _step_of(final)))
         stage = StageResult("rl", out_uri, model_uri=storage.join(out_uri, "model"), metrics=metrics,
                             outputs={"model": storage.join(out_uri, "model"), "run": storage.join(out_uri, "run")},
@@ -122,6 +120,15 @@ def rl_stage(
             step = int(record.get("step", 0))
             tracker.log_metrics(_mlflow_names(numeric({k: v for k, v in record.items() if k != "step"})), step=step)
     return stage
+
+
+def verl_metrics(source: Path, dest: Path) -> int:
+    """verl's file-logger lines (``{"step", "data"}``) → our ``metrics.jsonl`` (flat, with ``step``)."""
+    if not source.is_file():
+        return 0
+    records = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
+    dest.write_text("".join(json.dumps({"step": r.get("step", 0), **r.get("data", {})}) + "\n" for r in records))
+    return len(records)
 
 
 def latest_hf_checkpoint(run_dir: Path) -> Path | None:

@@ -54,7 +54,12 @@ steps
 save_freq, test_freq           trainer.save_freq, trainer.test_freq
 val_before_train, val_only     trainer.val_before_train, trainer.val_only
 checkpoint_dir                 trainer.default_local_dir (relative: under out_dir)
+(HF policy per checkpoint)     actor.checkpoint.save_contents += hf_model: merged HF weights with
+                               config and processor in ``global_step_N/actor/huggingface`` (what
+                               evaluation and the next stage load); load_contents = the shards
 nnodes, n_gpus_per_node (args) trainer.nnodes, trainer.n_gpus_per_node
+(metrics)                      trainer.logger=[console,file], VERL_FILE_LOGGER_PATH (ray_init
+                               runtime_env) = out_dir/verl/metrics.jsonl
 (seed engine settings)         rollout.name=vllm, mode=async, tensor_model_parallel_size=1,
                                gpu_memory_utilization=0.6, max_num_batched_tokens=32768,
                                enable_chunked_prefill=False, enable_prefix_caching=True;
@@ -81,6 +86,8 @@ TOOL_CLASS = "mini_o3.rl.verl.tool.CropTool"
 AGENT_LOOP_CLASS = "mini_o3.rl.verl.agent_loop.MiniO3AgentLoop"
 SAMPLER_CLASS = "MiniO3ReplayBuffer"
 PARSERS = {mode: name for name, mode in PARSER_NAMES.items()}
+#: verl's per-step metrics (its ``file`` logger: ``{"step": N, "data": {name: value}}`` lines), under out_dir
+METRICS_FILE = "verl/metrics.jsonl"
 
 
 def check(config: RLConfig, *, nnodes: int, n_gpus_per_node: int) -> None:
@@ -276,7 +283,11 @@ def overrides(
         ("trainer.n_gpus_per_node", n_gpus_per_node),
         ("trainer.project_name", "mini-o3"),
         ("trainer.experiment_name", experiment_name),
-        ("trainer.logger", ["console"]),
+        ("trainer.logger", ["console", "file"]),
+        # verl's file logger runs in the trainer actor, which inherits no driver env on a Ray cluster
+        ("+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH", str(Path(out_dir) / METRICS_FILE)),
         ("trainer.critic_warmup", 0),
+        (f"{a}.checkpoint.save_contents", ["model", "optimizer", "extra", "hf_model"]),
+        (f"{a}.checkpoint.load_contents", ["model", "optimizer", "extra"]),
     ]
     return [f"{key}={_value(value)}" for key, value in values]

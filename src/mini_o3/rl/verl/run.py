@@ -17,10 +17,11 @@ absolute, so on a multi-node cluster ``out_dir`` and the model must be on storag
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,6 +136,14 @@ def _preflight() -> None:
             f"the verl engine needs {', '.join(missing)} (the mini-o3-rl image installs verl[vllm]); "
             "use --dry-run to only build the command, or --engine local on this machine"
         )
+    _check_gpus()
+
+
+def _check_gpus(environ: Mapping[str, str] = os.environ) -> None:
+    """A local run needs a GPU here; a Ray job driver (``RAY_ADDRESS`` set, e.g. a RayJob's CPU head)
+    trains on the cluster's GPU workers, which verl's resource pools check when they start."""
+    if environ.get("RAY_ADDRESS"):
+        return
     try:
         import torch
 
@@ -142,4 +151,5 @@ def _preflight() -> None:
     except ImportError:  # pragma: no cover
         has_gpu = False
     if not has_gpu and not shutil.which("nvidia-smi"):
-        raise VerlError("the verl engine trains on GPUs and none is visible here; use --engine local or run it on the Ray/KubeRay GPU cluster")
+        raise VerlError("the verl engine trains on GPUs and none is visible here (and no RAY_ADDRESS names a Ray "
+                        "cluster to join); use --engine local or run it on the Ray/KubeRay GPU cluster")
