@@ -249,6 +249,24 @@ def test_mlflow_sqlite_keeps_its_data_on_a_volume(helm, chart):
     assert container["image"] == "ghcr.io/mlflow/mlflow:v3.17.2-full"
 
 
+def test_shared_work_volume_for_multi_pod_rayjobs(helm, chart):
+    """The RWX PVC the RayJob stages mount (launch.work_volume_claim); NOTES name the parameter to pass."""
+    assert not by_kind(render(helm, chart), "PersistentVolumeClaim")
+    (claim,) = by_kind(render(helm, chart, CHART / "ci" / "shared-volume-values.yaml"), "PersistentVolumeClaim")
+    assert claim["metadata"]["name"] == "rel-mini-o3-work"
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert claim["spec"] == {"accessModes": ["ReadWriteMany"], "storageClassName": "nfs-client",
+                             "resources": {"requests": {"storage": "1Ti"}}}
+    done = run_helm(helm, "install", "rel", str(chart), "--namespace", "ml", "--dry-run=client",
+                    "-f", str(CHART / "ci" / "shared-volume-values.yaml"))  # fmt: skip
+    assert "p0_work_volume_claim=rel-mini-o3-work" in done.stdout.split("NOTES:", 1)[1]
+    done = run_helm(helm, "install", "rel", str(chart), "--namespace", "ml", "--dry-run=client",
+                    "--set", "sharedVolume.name=team-nfs")  # fmt: skip
+    notes = done.stdout.split("NOTES:", 1)[1]
+    assert "PVC team-nfs (not created by this chart" in notes and "p0_work_volume_claim=team-nfs" in notes
+    assert "need a ReadWriteMany PVC" in run_helm(helm, "install", "rel", str(chart), "--dry-run=client").stdout
+
+
 def test_kfp_launcher_configmap_points_at_our_object_store(helm, chart):
     manifests = render(helm, chart, CHART / "ci" / "inline-secrets-values.yaml")
     (config,) = by_kind(manifests, "ConfigMap")
@@ -274,6 +292,8 @@ def test_kfp_launcher_configmap_points_at_our_object_store(helm, chart):
          "objectStore: set either existingSecret or accessKey/secretKey, not both"),
         (("objectStore.accessKey=a",), "objectStore: accessKey and secretKey go together"),
         (("judge.openai.baseUrl=https://x.example.com/v1",), "judge.openai: baseUrl and apiKey are both required"),
+        (("sharedVolume.accessModes={ReadWriteOnce}",), "at '/sharedVolume/accessModes'"),
+        (("sharedVolume.name=Team_NFS",), "at '/sharedVolume/name'"),
     ],
 )
 def test_bad_values_fail_with_a_clear_message(helm, chart, sets, message):

@@ -205,6 +205,9 @@ def test_job_name_is_always_a_valid_rayjob_name(prefix, run_id):
     ({"mode": "k8s"}, "mode"),
     ({"ttl_seconds_after_finshed": 1}, "ttl_seconds_after_finshed"),
     ({"namespace": "Team_A"}, "not a DNS-1123 label"),
+    ({"work_volume_claim": "Shared_Work"}, "work_volume_claim 'Shared_Work' is not a PersistentVolumeClaim name"),
+    ({"work_mount_path": "relative/dir"}, "work_mount_path 'relative/dir' must be an absolute path"),
+    ({"work_mount_path": "/dev/shm"}, "work_mount_path '/dev/shm'"),
 ])
 def test_bad_settings_are_named(fields, message):
     with pytest.raises(ValidationError, match=message):
@@ -246,3 +249,66 @@ def test_packaged_schema_is_the_conversion_of_the_kuberay_crd():
 def test_schema_is_package_data():
     schema = rayjob_schema()
     assert schema["title"] == "RayJob ray.io/v1" and schema["properties"]["spec"]["additionalProperties"] is False
+
+
+def test_work_volume_is_mounted_on_head_and_workers_with_one_work_dir():
+    """Every Ray pod that runs stage code sees the same work folder on the shared claim; the
+    submitter (it only runs `ray job submit`) needs none of it."""
+    s = LaunchSettings(**{**representative().model_dump(), "work_volume_claim": "mini-o3-work", "work_mount_path": "/mnt/work/"})
+    assert s.work_mount_path == "/mnt/work"
+    m = build_rayjob("mo3-rl-abc", ENTRY, s, owner={})
+    validate_rayjob(m)  # strict CRD schema: the volume and mount are well-formed
+    seen = []
+    for group, pod in pods(m):
+        spec, main = pod["spec"], pod["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in main.get("env", [])}
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        mounts = {v["name"]: v["mountPath"] for v in main.get("volumeMounts", [])}
+        if group == "submitter":
+            assert "MINI_O3_WORK_DIR" not in env and "mini-o3-work" not in volumes and not mounts
+            continue
+        seen.append(group)
+        assert volumes["mini-o3-work"] == {"name": "mini-o3-work", "persistentVolumeClaim": {"claimName": "mini-o3-work"}}
+        assert mounts == {"dshm": "/dev/shm", "mini-o3-work": "/mnt/work"}
+        assert env["MINI_O3_WORK_DIR"] == "/mnt/work/mo3-rl-abc"
+    assert seen == ["head", "gpu-workers"]
+
+
+def test_work_dir_env_is_the_one_the_stages_read(tmp_path, monkeypatch):
+    from mini_o3.launch.settings import WORK_DIR_ENV
+    from mini_o3.stages.common import work_dir
+
+    monkeypatch.setenv(WORK_DIR_ENV, str(tmp_path / "mo3-rl-abc"))
+    with work_dir("rl") as wd:
+        assert wd == (tmp_path / "mo3-rl-abc" / "rl").resolve()
+
+
+def test_explicit_work_dir_env_wins_over_the_claims_default():
+    s = LaunchSettings(**{**representative().model_dump(), "work_volume_claim": "shared",
+                          "env": {"MINI_O3_WORK_DIR": "/mnt/mini-o3-work/mine"}})
+    head = build_rayjob("mo3-rl-abc", ENTRY, s, owner={})["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]
+    env = [e for e in head["spec"]["containers"][0]["env"] if e["name"] == "MINI_O3_WORK_DIR"]
+    assert env == [{"name": "MINI_O3_WORK_DIR", "value": "/mnt/mini-o3-work/mine"}]
+
+
+def test_no_claim_no_work_volume_and_empty_claim_is_none():
+    m = build_rayjob("mo3-rl-abc", ENTRY, representative(), owner={})
+    assert "mini-o3-work" not in json.dumps(m) and "MINI_O3_WORK_DIR" not in json.dumps(m)
+    assert LaunchSettings(work_volume_claim="").work_volume_claim is None
+
+
+def test_multi_pod_rayjob_without_claim_is_refused_before_anything_is_created():
+    from mini_o3.launch import LaunchError, run_rayjob, run_remote, shared_work_problem
+
+    class NoCluster:  # the launcher must not even be asked to create the RayJob
+        def launch(self, *args, **kwargs):
+            raise AssertionError("a RayJob was launched")
+
+    with pytest.raises(LaunchError, match="launch.work_volume_claim is not set.*4 worker pod") as info:
+        run_rayjob(ENTRY, representative(), name="mo3-rl-abc", launcher=NoCluster())
+    assert "p0_work_volume_claim" in str(info.value) and "ReadWriteMany" in str(info.value)
+    with pytest.raises(LaunchError, match="work_volume_claim"):  # the one call the KFP steps make
+        run_remote(ENTRY, representative(), name="mo3-rl-abc", echo=lambda line: None)
+    assert shared_work_problem(LaunchSettings(mode="rayjob", workers=4, work_volume_claim="w")) is None
+    assert shared_work_problem(reference_engine_settings()) is None  # head-only smoke: no claim needed
+    assert shared_work_problem(LaunchSettings(mode="ray", workers=4)) is None  # existing cluster: the user's storage

@@ -122,3 +122,12 @@ openai
 {{- define "mini-o3.containerSecurityContext" -}}
 {{- toYaml .Values.containerSecurityContext -}}
 {{- end -}}
+
+{{/* The shared work PVC: sharedVolume.name, else <fullname>-work when the chart creates it; "" when none. */}}
+{{- define "mini-o3.sharedVolumeName" -}}
+{{- if .Values.sharedVolume.name -}}
+{{- .Values.sharedVolume.name -}}
+{{- else if .Values.sharedVolume.create -}}
+{{- printf "%s-work" (include "mini-o3.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}

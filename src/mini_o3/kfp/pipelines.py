@@ -75,6 +75,7 @@ def build_train(c: Components | None = None) -> Any:
         p0_gpu_type: str = "nvidia.com/gpu",
         p0_gpu_node_selector: dict = {},  # noqa: B006
         p0_gpu_tolerations: list = [],  # noqa: B006
+        p0_work_volume_claim: str = "",
         p1_data_coldstart_source: str = "Mini-o3/Mini-o3-Coldstart-Dataset",
         p1_data_coldstart_uri: str = "",
         p1_data_rl_benchmarks: str = "visualprobe_train,deepeyes_train_4k",
@@ -121,6 +122,7 @@ def build_train(c: Components | None = None) -> Any:
             p0_gpu_type: Accelerator resource of GPU pods (nvidia.com/gpu).
             p0_gpu_node_selector: nodeSelector of GPU pods and RayJob workers (JSON object).
             p0_gpu_tolerations: Tolerations of GPU pods and RayJob workers (JSON list).
+            p0_work_volume_claim: ReadWriteMany PVC (same namespace) that every pod of an SFT / RL RayJob mounts for the stage's work folder (model, data, checkpoints at the same paths on all pods); required when a RayJob has worker pods (the Helm chart's sharedVolume creates one); empty: only head-only RayJobs (reference engine, workers=0).
             p1_data_coldstart_source: Cold-start parquet: hub dataset id, mounted folder, or "synthetic".
             p1_data_coldstart_uri: Skip cold-start preparation: URI of a sealed prepared cold-start folder.
             p1_data_rl_benchmarks: RL train sets, comma-separated name[=source] (see `mini-o3 prepare list`; "synthetic" generates).
@@ -206,7 +208,7 @@ def build_train(c: Components | None = None) -> Any:
                             gpus_per_worker=p2_sft_gpus, node_selector=p0_gpu_node_selector,
                             tolerations=p0_gpu_tolerations, launch_overrides=p2_sft_launch_overrides,
                             s3_secret_name=s3, hf_token_secret_name=p0_hf_token_secret_name,
-                            accelerator=p0_gpu_type, **run)
+                            accelerator=p0_gpu_type, work_volume_claim=p0_work_volume_claim, **run)
             with dsl.If(p2_sft_model_uri != "", name="use-sft-model"):
                 sft_old = _common(c.use_artifact(uri=p2_sft_model_uri, kind="model", s3_endpoint=p0_s3_endpoint),
                                   s3, "light", "2 SFT: given model")
@@ -224,7 +226,7 @@ def build_train(c: Components | None = None) -> Any:
                            node_selector=p0_gpu_node_selector, tolerations=p0_gpu_tolerations,
                            launch_overrides=p3_rl_launch_overrides, s3_secret_name=s3,
                            judge_secret_name=p0_judge_secret_name, hf_token_secret_name=p0_hf_token_secret_name,
-                           accelerator=p0_gpu_type, **run)
+                           accelerator=p0_gpu_type, work_volume_claim=p0_work_volume_claim, **run)
             with dsl.If(p3_rl_model_uri != "", name="use-rl-model"):
                 rl_old_model = _common(c.use_artifact(uri=p3_rl_model_uri, kind="model", s3_endpoint=p0_s3_endpoint),
                                        s3, "light", "3 RL: given model")

@@ -91,6 +91,19 @@ def use_artifact(*, uri: str, kind: str, s3_endpoint: str = "") -> str:
 # -- stages ----------------------------------------------------------------------------------
 
 
+def judge_available(judge_secret_name: str, stage: str) -> bool:
+    """Whether this pod got judge credentials: the judge Secret is mounted optionally (a user without
+    one gets rule scoring, as the chart and pipeline docs promise), so a named but missing Secret
+    shows up as no judge env here; say so loudly instead of failing deep inside the stage."""
+    if not judge_secret_name:
+        return False
+    if any(os.environ.get(key) for key in JUDGE_SECRET_KEYS):
+        return True
+    print(f"[mini-o3] WARNING {stage}: judge Secret {judge_secret_name} is missing or has none of "
+          f"{', '.join(JUDGE_SECRET_KEYS)}; scoring with rule scorers only", flush=True)
+    return False
+
+
 def _tracking(parent_run_id: str, tracking_uri: str, run_root: str) -> Tracking:
     return Tracking(parent_run_id or None, _tracking_uri(tracking_uri, run_root) if parent_run_id else None)
 
@@ -117,9 +130,11 @@ def prepare_bench(*, benchmarks: str, name: str, run_root: str, overrides: Seque
 
 def launch_settings(*, mode: str, ray_address: str, workers: int, gpus_per_worker: int, node_selector: dict,
                     tolerations: list, overrides: Sequence[str], image: str, s3_secret_name: str,
-                    judge_secret_name: str, hf_token_secret_name: str, env: dict[str, str]) -> Any:
+                    judge_secret_name: str, hf_token_secret_name: str, env: dict[str, str],
+                    work_volume_claim: str = "") -> Any:
     """``LaunchSettings`` of a remote stage: the pipeline's launch parameters, the GPU pool's node
-    selector / tolerations, the secrets as ``secretKeyRef`` env (names only) and plain env."""
+    selector / tolerations, the secrets as ``secretKeyRef`` env (names only), plain env and the
+    shared work volume (``p0_work_volume_claim``) the Ray pods mount."""
     from mini_o3.launch import LaunchSettings, SecretRef
     from mini_o3.overrides import apply_overrides
 
@@ -131,7 +146,8 @@ def launch_settings(*, mode: str, ray_address: str, workers: int, gpus_per_worke
     settings = LaunchSettings(mode=mode, ray_address=ray_address or None, workers=workers,
                               gpus_per_worker=gpus_per_worker, node_selector=dict(node_selector or {}),
                               tolerations=list(tolerations or []), image=image or None,
-                              env={k: v for k, v in env.items() if v}, secret_env=secret_env)
+                              env={k: v for k, v in env.items() if v}, secret_env=secret_env,
+                              work_volume_claim=work_volume_claim or None)
     return apply_overrides(settings, list(overrides), label="launch setting") if overrides else settings
 
 
@@ -158,6 +174,7 @@ def sft(*, data_uri: str, model: str, run_root: str, overrides: Sequence[str], l
     """SFT in this pod (``launch["mode"] == "inprocess"``) or as LLaMA-Factory's Ray mode on Ray /
     a RayJob (one training worker per GPU of the cluster)."""
     from mini_o3 import images
+    from mini_o3.launch.presets import SFT_CPUS_PER_GPU
     from mini_o3.stages import sft_stage
 
     setup_env(s3_endpoint)
@@ -165,7 +182,12 @@ def sft(*, data_uri: str, model: str, run_root: str, overrides: Sequence[str], l
     out_uri = storage.join(run_root, "sft")
     if launch["mode"] == "inprocess":
         return sft_stage(data_uri, model, out_uri, overrides=list(overrides), tracking=tracking)
-    settings = launch_settings(**{**launch, "image": launch.get("image") or images.image_ref("sft")})
+    # LLaMA-Factory 0.9.5 reserves {GPU: 1, CPU: 10} per GPU of the cluster: size the worker pods'
+    # CPUs for that (else its placement group never fits and the job hangs); user overrides win.
+    gpus = int(launch.get("gpus_per_worker") or 0)
+    sized = [f"cpus_per_worker={SFT_CPUS_PER_GPU * gpus + 2}"] if gpus > 0 else []
+    settings = launch_settings(**{**launch, "image": launch.get("image") or images.image_ref("sft"),
+                                  "overrides": [*sized, *(launch.get("overrides") or [])]})
     ray = ["launch.mode=ray", "launch.ray_init_kwargs.address=auto",
            f"launch.ray_num_workers={max(1, settings.workers * settings.gpus_per_worker)}"]
     argv = ["--data-uri", data_uri, "--model", model, "--out-uri", out_uri, *_sets([*ray, *overrides]),
@@ -183,6 +205,8 @@ def rl(*, engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: s
     tracking = _tracking(parent_run_id, tracking_uri, run_root)
     out_uri = storage.join(run_root, "rl")
     val = [val_uri] if val_uri else []
+    if not judge_available(launch.get("judge_secret_name", ""), "rl"):
+        overrides = ["judge.enabled=false", *overrides]  # an explicit user override still wins
     if launch["mode"] == "inprocess":
         return rl_stage(engine, model_uri, [train_uri], val, out_uri, overrides=list(overrides), tracking=tracking,
                         nnodes=1, gpus_per_node=max(1, int(launch.get("gpus_per_worker", 1))))
@@ -199,6 +223,7 @@ def evaluate(*, model_uri: str, bench_uri: str, run_root: str, k: int, backend: 
     from mini_o3.stages import eval_stage
 
     setup_env(s3_endpoint)
+    judge = judge and judge_available("the pipeline's judge_secret_name", "evaluate")
     return eval_stage(model_uri, [bench_uri], storage.join(run_root, "eval"), k=k or None, backend=backend,
                       overrides=list(overrides), judge=judge, tracking=_tracking(parent_run_id, tracking_uri, run_root),
                       gpus=max(1, gpus))

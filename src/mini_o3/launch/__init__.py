@@ -19,7 +19,12 @@ from .presets import (
     sft_ray_entrypoint,
     sft_ray_settings,
 )
-from .rayjob import RayJobValidationError, build_rayjob, validate_rayjob
+from .rayjob import (
+    RayJobValidationError,
+    build_rayjob,
+    shared_work_problem,
+    validate_rayjob,
+)
 from .rbac import RBAC_RULES
 from .remote import run_remote
 from .settings import LaunchError, LaunchSettings, RemoteResult, SecretRef, job_name
@@ -47,6 +52,7 @@ __all__ = [
     "s3_secret_env",
     "sft_ray_entrypoint",
     "sft_ray_settings",
+    "shared_work_problem",
     "sigterm_raises",
     "validate_rayjob",
 ]

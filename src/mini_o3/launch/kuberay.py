@@ -25,7 +25,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .rayjob import GROUP, PLURAL, VERSION, build_rayjob, pod_namespace, validate_rayjob
+from .rayjob import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    build_rayjob,
+    pod_namespace,
+    shared_work_problem,
+    validate_rayjob,
+)
 from .settings import LaunchError, LaunchSettings, RemoteResult
 from .signals import INTERRUPTS, sigterm_raises
 
@@ -323,7 +331,13 @@ class RayJobLauncher:
 
 def run_rayjob(entrypoint: list[str], settings: LaunchSettings, *, name: str, runtime_env: dict | None = None,
                echo: Callable[[str], None] = print, launcher: RayJobLauncher | None = None) -> RemoteResult:
-    """Build, validate and run the RayJob for ``entrypoint`` in ``settings.namespace`` (default: the pod's)."""
+    """Build, validate and run the RayJob for ``entrypoint`` in ``settings.namespace`` (default: the pod's).
+
+    Refuses (:class:`LaunchError`, before anything is created) a RayJob with worker pods but no
+    ``work_volume_claim``: the stage's work folder must be shared by every Ray pod."""
+    problem = shared_work_problem(settings)
+    if problem:
+        raise LaunchError(f"RayJob {name}: {problem}", status="INVALID")
     namespace = settings.namespace or pod_namespace() or "default"
     manifest = build_rayjob(name, entrypoint, settings, runtime_env=runtime_env, namespace=namespace)
     launcher = launcher or RayJobLauncher.from_config()

@@ -7,13 +7,16 @@ exactly ``workers`` pods (replicas = min = max), each requesting ``gpus_per_work
 limits; the image on every container; a ``/dev/shm`` emptyDir (medium Memory) on every Ray pod;
 ``env`` and ``secret_env`` (``valueFrom.secretKeyRef``, so no secret value enters the manifest)
 on the head, worker and submitter containers; non-root pods (``run_as_user``), no privilege
-escalation, all capabilities dropped, RuntimeDefault seccomp. ``node_selector`` / ``tolerations``
+escalation, all capabilities dropped, RuntimeDefault seccomp. With ``work_volume_claim``, the head and
+every worker mount that ReadWriteMany PVC at ``work_mount_path`` and get ``MINI_O3_WORK_DIR=<mount>/<job
+name>`` (the stage's work folder, the same path on every pod); the submitter pod (it only runs ``ray job
+submit``) gets neither; :func:`shared_work_problem` says why a multi-pod RayJob without it cannot run a stage. ``node_selector`` / ``tolerations``
 go to the worker pods (the GPU pool), ``head_node_selector`` / ``head_tolerations`` to the head —
 the head needs no GPU node. ``K8sJobMode`` with a sized submitter pod, ``shutdownAfterJobFinishes``
 with ``ttlSecondsAfterFinished``, ``activeDeadlineSeconds``, ``backoffLimit``, labels
 ``app.kubernetes.io/*`` on the RayJob (``mini-o3/*`` only on its pods: KubeRay's head Service selects
-pods by its own ``app.kubernetes.io/*`` labels) and an ownerReference to the launcher pod (env ``POD_NAME`` + ``POD_UID``,
-set by the KFP components through the downward API) so that deleting the pod deletes the job.
+pods by its own ``app.kubernetes.io/*`` labels) and an ownerReference to the launcher pod (env ``POD_NAME`` + ``POD_UID``
+from the downward API, or ``KFP_POD_NAME`` + ``KFP_POD_UID``, which the KFP v2 backend sets on every task pod) so that deleting the pod deletes the job.
 
 :func:`validate_rayjob` checks a manifest against the RayJob CRD schema of KubeRay v1.7.0 (strict:
 unknown fields are errors; :mod:`.crd_schema`) and the controller's rules the schema cannot express
@@ -33,12 +36,13 @@ from typing import Any
 import yaml
 
 from .crd_schema import rayjob_schema
-from .settings import DNS_1035, MAX_RAYJOB_NAME, LaunchSettings
+from .settings import DNS_1035, MAX_RAYJOB_NAME, WORK_DIR_ENV, LaunchSettings
 
 API_VERSION = "ray.io/v1"
 KIND = "RayJob"
 GROUP, VERSION, PLURAL = "ray.io", "v1", "rayjobs"
 SHM_VOLUME = "dshm"
+WORK_VOLUME = "mini-o3-work"
 SERVICEACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 SUBMISSION_MODES = ("K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode")
 MANAGED_BY = ("ray.io/kuberay-operator", "kueue.x-k8s.io/multikueue")
@@ -74,11 +78,14 @@ def pod_namespace() -> str | None:
 
 
 def owner_from_env(namespace: str | None = None) -> dict[str, Any] | None:
-    """An ownerReference to the launcher pod from ``POD_NAME`` + ``POD_UID`` (downward API), else None.
+    """An ownerReference to the launcher pod from ``POD_NAME`` + ``POD_UID`` (downward API), else from
+    ``KFP_POD_NAME`` + ``KFP_POD_UID`` (what the KFP v2 backend sets on every task pod), else None.
 
     None as well when the pod runs in another namespace than ``namespace``: the garbage collector
     would treat a cross-namespace owner as missing and delete the RayJob at once."""
     name, uid = os.environ.get("POD_NAME"), os.environ.get("POD_UID")
+    if not (name and uid):
+        name, uid = os.environ.get("KFP_POD_NAME"), os.environ.get("KFP_POD_UID")
     if not (name and uid):
         return None
     home = pod_namespace()
@@ -118,8 +125,31 @@ def _pod_security(settings: LaunchSettings) -> dict[str, Any]:
     return security
 
 
+def work_dir_of(settings: LaunchSettings, name: str) -> str | None:
+    """``$MINI_O3_WORK_DIR`` of the Ray pods of RayJob ``name``: ``<work_mount_path>/<name>`` on the
+    shared claim (one folder per job; a retried launcher adopts the job and its folder), else None."""
+    return f"{settings.work_mount_path}/{name}" if settings.work_volume_claim else None
+
+
+def shared_work_problem(settings: LaunchSettings) -> str | None:
+    """Why a RayJob of ``settings`` cannot run a stage, or None.
+
+    A stage downloads its model and data into its work folder on the pod its driver runs on (the
+    head), and Ray workers on the worker pods read them and write checkpoints at the same paths:
+    with worker pods, those paths must be one shared ReadWriteMany volume."""
+    if settings.mode != "rayjob" or settings.workers == 0 or settings.work_volume_claim:
+        return None
+    return (f"launch.work_volume_claim is not set, but this RayJob has {settings.workers} worker pod(s): the stage "
+            "keeps its model, data and checkpoints in a work folder that its Ray workers on other pods read and "
+            "write at the same paths, so every Ray pod must mount one shared ReadWriteMany PersistentVolumeClaim. "
+            "Create one (the Helm chart's sharedVolume.create=true does) and pass its name: pipeline parameter "
+            "p0_work_volume_claim, or --set launch.work_volume_claim=NAME; only a head-only RayJob (workers=0, the "
+            "reference engine) runs without it")
+
+
 def _ray_pod(settings: LaunchSettings, image: str, container: str, resources: dict[str, Any],
-             node_selector: dict[str, str], tolerations: list[dict[str, Any]], labels: dict[str, str]) -> dict[str, Any]:
+             node_selector: dict[str, str], tolerations: list[dict[str, Any]], labels: dict[str, str],
+             work_dir: str | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "containers": [{
             "name": container,
@@ -132,6 +162,12 @@ def _ray_pod(settings: LaunchSettings, image: str, container: str, resources: di
         "volumes": [{"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": settings.shm_size}}],
         "securityContext": _pod_security(settings),
     }
+    if work_dir:
+        main = spec["containers"][0]
+        main["volumeMounts"].append({"name": WORK_VOLUME, "mountPath": settings.work_mount_path})
+        spec["volumes"].append({"name": WORK_VOLUME, "persistentVolumeClaim": {"claimName": settings.work_volume_claim}})
+        if WORK_DIR_ENV not in settings.env and WORK_DIR_ENV not in settings.secret_env:  # explicit env wins
+            main["env"].append({"name": WORK_DIR_ENV, "value": work_dir})
     if not spec["containers"][0]["env"]:
         del spec["containers"][0]["env"]
     if node_selector:
@@ -156,6 +192,7 @@ def build_rayjob(name: str, entrypoint: list[str], settings: LaunchSettings, *, 
     if not entrypoint:
         raise ValueError("entrypoint must be a non-empty argv list")
     image = settings.image or image_ref("rl")
+    work_dir = work_dir_of(settings, name)
     all_labels = {
         "app.kubernetes.io/name": "mini-o3",
         "app.kubernetes.io/part-of": "mini-o3",
@@ -174,7 +211,7 @@ def build_rayjob(name: str, entrypoint: list[str], settings: LaunchSettings, *, 
         "headGroupSpec": {
             "rayStartParams": {"dashboard-host": "0.0.0.0", "num-gpus": "0"},
             "template": _ray_pod(settings, image, "ray-head", head_resources, settings.head_node_selector,
-                                 settings.head_tolerations, pod_labels),
+                                 settings.head_tolerations, pod_labels, work_dir),
         },
     }
     if settings.workers > 0:
@@ -192,8 +229,9 @@ def build_rayjob(name: str, entrypoint: list[str], settings: LaunchSettings, *, 
             "maxReplicas": settings.workers,
             "rayStartParams": {"num-gpus": str(settings.gpus_per_worker)},
             "template": _ray_pod(settings, image, "ray-worker", worker_resources, settings.node_selector,
-                                 settings.tolerations, pod_labels),
+                                 settings.tolerations, pod_labels, work_dir),
         }]
+    # The submitter only runs `ray job submit`; the entrypoint runs on the head (Ray driver): no work volume.
     submitter = _ray_pod(settings, image, "ray-job-submitter", SUBMITTER_RESOURCES, settings.head_node_selector,
                          settings.head_tolerations, pod_labels)
     submitter["spec"]["restartPolicy"] = "Never"

@@ -17,6 +17,8 @@ DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 DNS_1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 #: KubeRay ``MaxRayJobNameLength`` (53 − 6: the RayCluster name gets a 6-character suffix).
 MAX_RAYJOB_NAME = 47
+#: Where a stage keeps its work folder (``mini_o3.stages.common.work_dir`` reads it).
+WORK_DIR_ENV = "MINI_O3_WORK_DIR"
 
 
 class SecretRef(BaseModel):
@@ -73,6 +75,11 @@ class LaunchSettings(BaseModel):
     env: dict[str, str] = Field(default_factory=dict, description="plain env on every Ray container (and Ray Jobs env_vars)")
     secret_env: dict[str, SecretRef] = Field(default_factory=dict, description="mode rayjob: ENV_NAME → Secret key on every container")
     service_account: str | None = Field(None, description="mode rayjob: serviceAccountName of the Ray pods")
+    work_volume_claim: str | None = Field(
+        None, description="mode rayjob: ReadWriteMany PVC mounted on the head and every worker pod at work_mount_path; "
+                          "the stage's work folder ($MINI_O3_WORK_DIR = <mount>/<job name>) lives there, so worker "
+                          "pods see the model, data and checkpoints the driver sees. Required when workers >= 1")
+    work_mount_path: str = Field("/mnt/mini-o3-work", description="mode rayjob: mount path of work_volume_claim")
     run_as_user: int | None = Field(1000, ge=0, description="mode rayjob: pods run as this non-root uid/gid (None: the image's user)")
     ttl_seconds_after_finished: int = Field(600, ge=0, description="keep the finished Ray cluster this long (debugging)")
     active_deadline_seconds: int | None = Field(7 * 24 * 3600, gt=0, description="server-side deadline of the RayJob")
@@ -80,9 +87,12 @@ class LaunchSettings(BaseModel):
     backoff_limit: int = Field(0, ge=0, description="RayJob retries (each retry is a new cluster); prefer KFP retries")
     timeout_s: float | None = Field(None, gt=0, description="overall client-side deadline; on expiry the remote job is stopped/deleted")
 
-    @field_validator("cpus_per_worker", "memory_per_worker", "head_cpus", "head_memory", "shm_size")
+    @field_validator("cpus_per_worker", "memory_per_worker", "head_cpus", "head_memory", "shm_size", mode="before")
     @classmethod
-    def _quantity(cls, value: str) -> str:
+    def _quantity(cls, value: Any) -> str:
+        # `--set launch.cpus_per_worker=32` and YAML give numbers: 32 / 32.0 → "32", 0.5 → "0.5".
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(int(value)) if float(value).is_integer() else repr(float(value))
         if not QUANTITY.match(str(value)):
             raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. '4', '500m', '16Gi')")
         return str(value)
@@ -101,6 +111,22 @@ class LaunchSettings(BaseModel):
         if value is not None and (len(value) > 63 or not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", value)):
             raise ValueError(f"namespace {value!r} is not a DNS-1123 label")
         return value
+
+    @field_validator("work_volume_claim")
+    @classmethod
+    def _claim(cls, value: str | None) -> str | None:
+        if not value:  # "" (an empty pipeline parameter) means none
+            return None
+        if len(value) > 253 or not DNS_1123_SUBDOMAIN.match(value):
+            raise ValueError(f"work_volume_claim {value!r} is not a PersistentVolumeClaim name (DNS-1123 subdomain)")
+        return value
+
+    @field_validator("work_mount_path")
+    @classmethod
+    def _mount(cls, value: str) -> str:
+        if not value.startswith("/") or value.rstrip("/") in ("", "/dev", "/dev/shm", "/tmp") or ":" in value:
+            raise ValueError(f"work_mount_path {value!r} must be an absolute path other than /, /tmp, /dev, /dev/shm")
+        return value.rstrip("/")
 
     @model_validator(mode="after")
     def _consistent(self) -> LaunchSettings:

@@ -120,6 +120,17 @@ def prepare_sft_run(
         adjustments += changed
         if config.deepspeed != "none" and not hardware.deepspeed:
             raise SFTError(f"deepspeed={config.deepspeed!r} needs the deepspeed package; install it or --set deepspeed=none")
+    elif config.launch.master_addr is None:
+        from .ray_master import resolve_master_addr
+
+        try:
+            addr = resolve_master_addr(config.launch.ray_init_kwargs, environ)
+        except RuntimeError as exc:
+            raise SFTError(str(exc)) from None
+        if addr:
+            reason = "rank 0 on a GPU node (LLaMA-Factory would rendezvous on the Ray head, which may have no GPU)"
+            adjustments.append(Adjustment("launch.master_addr", None, addr, reason))
+            config = config.model_copy(update={"launch": config.launch.model_copy(update={"master_addr": addr})})
 
     run_dir = Path(out_dir).expanduser().resolve()
     if run_dir.exists() and not run_dir.is_dir():

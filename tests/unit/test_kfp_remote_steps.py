@@ -1,0 +1,219 @@
+"""The KFP rl / sft step functions in launch mode ``rayjob`` end to end against a fake Kubernetes API
+(no API server can exist here): the RayJob they create is valid, runs our ``mini-o3 stage`` CLI with
+arguments it accepts, on the right image, with the pipeline's env and secrets by reference and an
+ownerReference to the KFP pod; the "remote" stage seals its result where the step reads it back."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+import typer
+
+from mini_o3 import images
+from mini_o3.cli import app
+from mini_o3.kfp import steps
+from mini_o3.launch import RayJobLauncher, validate_rayjob
+from mini_o3.stages.common import StageResult, seal, write_result
+
+from test_launch_kuberay import NS, Clock, FakeKube, ScriptedWatch, assert_inside_rbac, launcher, sequence
+
+
+def parse_stage(entrypoint: str):
+    """The real ``mini-o3 stage ...`` parser on the RayJob entrypoint; returns (stage, params)."""
+    argv = shlex.split(entrypoint)
+    assert argv[:2] == ["mini-o3", "stage"], argv
+    group = typer.main.get_command(app).commands["stage"]
+    command = group.commands[argv[2]]
+    return argv[2], command.make_context(argv[2], argv[3:]).params
+
+
+class FakeCluster:
+    """Plays the Ray cluster: on the first watch it parses the entrypoint and seals a stage result at
+    the entrypoint's ``--out-uri`` (what the real stage does), then reports SUCCEEDED."""
+
+    def __init__(self, tmp: Path):
+        self.kube = FakeKube(Clock())
+        self.tmp = tmp
+        self.manifest: dict | None = None
+        self.params: dict = {}
+        create = self.kube.create
+
+        def record(group, version, namespace, plural, body):
+            self.manifest = body
+            return create(group, version, namespace, plural, body)
+
+        self.kube.custom.create_namespaced_custom_object = record
+
+    def run_stage(self):
+        stage, self.params = parse_stage(self.manifest["spec"]["entrypoint"])
+        out = self.params["out_uri"]
+        local = self.tmp / "remote-out"
+        (local / "model").mkdir(parents=True)
+        (local / "model" / "config.json").write_text("{}")
+        (local / "run").mkdir()
+        result = StageResult(stage, out, model_uri=f"{out}/model", metrics={"global_step": 3.0},
+                             outputs={"model": f"{out}/model", "run": f"{out}/run"})
+        write_result(result, local / "run")
+        seal(local / "model", f"{out}/model", progress=False)
+        seal(local / "run", f"{out}/run", progress=False)
+
+    def launcher(self) -> RayJobLauncher:
+        name_holder = {}
+
+        def watch_factory():
+            name = self.manifest["metadata"]["name"]
+            if "watch" not in name_holder:
+                name_holder["watch"] = ScriptedWatch(self.kube, name, [{"before": self.run_stage,
+                                                                        "statuses": sequence("success")["statuses"]}])
+            return name_holder["watch"]
+
+        return launcher(self.kube, watch_factory)
+
+
+@pytest.fixture
+def cluster(tmp_path, monkeypatch):
+    fake = FakeCluster(tmp_path)
+    monkeypatch.setattr(RayJobLauncher, "from_config", classmethod(lambda cls, **kw: fake.launcher()))
+    # What the KFP v2 backend sets on every task pod (downward API), and the pod's namespace.
+    monkeypatch.setenv("KFP_POD_NAME", "mini-o3-train-abc-rl-launcher")
+    monkeypatch.setenv("KFP_POD_UID", "5f1c-uid")
+    monkeypatch.setenv("POD_NAMESPACE", NS)
+    monkeypatch.delenv("POD_NAME", raising=False)
+    monkeypatch.delenv("POD_UID", raising=False)
+    return fake
+
+
+def launch(mode="rayjob", **extra):
+    base = dict(mode=mode, ray_address="", workers=2, gpus_per_worker=8, node_selector={"pool": "h100"},
+                tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}], overrides=[],
+                image="", s3_secret_name="mini-o3-s3", judge_secret_name="mini-o3-judge",
+                hf_token_secret_name="mini-o3-hf-token", work_volume_claim="mini-o3-work",
+                env={"MINI_O3_S3_ENDPOINT": "http://seaweedfs.kubeflow:9000", "MLFLOW_TRACKING_URI": "http://mlflow:5000"})
+    return {**base, **extra}
+
+
+def containers(manifest):
+    cluster = manifest["spec"]["rayClusterSpec"]
+    pods = [cluster["headGroupSpec"]["template"], *(g["template"] for g in cluster["workerGroupSpecs"]),
+            manifest["spec"]["submitterPodTemplate"]]
+    return [c for pod in pods for c in pod["spec"]["containers"]]
+
+
+def env_of(container):
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def check_common(manifest, runtime):
+    validate_rayjob(manifest)
+    assert manifest["metadata"]["namespace"] == NS
+    assert manifest["metadata"]["ownerReferences"] == [
+        {"apiVersion": "v1", "kind": "Pod", "name": "mini-o3-train-abc-rl-launcher", "uid": "5f1c-uid"}]
+    for c in containers(manifest):
+        assert c["image"] == images.image_ref(runtime)
+        env = env_of(c)
+        assert env["MINI_O3_S3_ENDPOINT"] == "http://seaweedfs.kubeflow:9000"
+        assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            assert env[key] == {"secretKeyRef": {"name": "mini-o3-s3", "key": key}}  # required
+        assert env["HF_TOKEN"] == {"secretKeyRef": {"name": "mini-o3-hf-token", "key": "HF_TOKEN", "optional": True}}
+        assert not any("secret" in str(v).lower() and "secretKeyRef" not in str(v) for v in env.values())
+
+
+def test_rl_rayjob_end_to_end(cluster, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "k")  # the launcher pod mounts the judge Secret too (optional)
+    root = str(tmp_path / "runs" / "run-42")
+    result = steps.rl(engine="verl", model_uri="s3://b/runs/run-42/sft/model", train_uri="s3://b/runs/run-42/data/rl_data",
+                      val_uri="s3://b/runs/run-42/data/eval_data", run_root=root, overrides=["total_training_steps=2"],
+                      launch=launch(), parent_run_id="parent-123", tracking_uri="http://mlflow:5000", s3_endpoint="")
+    m = cluster.manifest
+    check_common(m, "rl")
+    for c in containers(m):
+        env = env_of(c)
+        for key in ("END_POINT", "API_KEY", "API_VERSION", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
+            assert env[key] == {"secretKeyRef": {"name": "mini-o3-judge", "key": key, "optional": True}}
+    workers = m["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    assert workers["replicas"] == 2 and workers["template"]["spec"]["nodeSelector"] == {"pool": "h100"}
+    assert workers["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    p = cluster.params  # the stage CLI accepted the entrypoint
+    assert (p["engine"], p["model_uri"], p["nnodes"], p["gpus_per_node"]) == ("verl", "s3://b/runs/run-42/sft/model", 2, 8)
+    assert p["train_uri"] == ["s3://b/runs/run-42/data/rl_data"] and p["val_uri"] == ["s3://b/runs/run-42/data/eval_data"]
+    assert p["overrides"] == ["total_training_steps=2"]
+    assert (p["parent_run_id"], p["tracking_uri"]) == ("parent-123", "http://mlflow:5000")
+    assert p["out_uri"] == f"{root}/rl"
+    assert result.model_uri == f"{root}/rl/model" and result.metrics == {"global_step": 3.0}
+    # verl's workers on the worker pods see the driver's work folder: one shared claim, one path.
+    cluster_spec = m["spec"]["rayClusterSpec"]
+    for pod in (cluster_spec["headGroupSpec"]["template"], workers["template"]):
+        assert {"name": "mini-o3-work", "persistentVolumeClaim": {"claimName": "mini-o3-work"}} in pod["spec"]["volumes"]
+        assert env_of(pod["spec"]["containers"][0])["MINI_O3_WORK_DIR"] == f"/mnt/mini-o3-work/{m['metadata']['name']}"
+    assert cluster.kube.deleted == [m["metadata"]["name"]]
+    assert_inside_rbac(cluster.kube)
+
+
+def test_sft_rayjob_end_to_end(cluster, tmp_path):
+    root = str(tmp_path / "runs" / "run-42")
+    result = steps.sft(data_uri="s3://b/runs/run-42/data/coldstart", model="hf://Qwen/Qwen2.5-VL-7B-Instruct",
+                       run_root=root, overrides=["num_train_epochs=1"], launch=launch(judge_secret_name=""),
+                       parent_run_id="", tracking_uri="", s3_endpoint="")
+    m = cluster.manifest
+    check_common(m, "sft")
+    assert not any("END_POINT" in env_of(c) for c in containers(m))
+    p = cluster.params
+    assert p["data_uri"] == "s3://b/runs/run-42/data/coldstart" and p["model"] == "hf://Qwen/Qwen2.5-VL-7B-Instruct"
+    assert p["overrides"] == ["launch.mode=ray", "launch.ray_init_kwargs.address=auto", "launch.ray_num_workers=16",
+                              "num_train_epochs=1"]
+    assert p["parent_run_id"] is None and p["out_uri"] == f"{root}/sft"
+    # LLaMA-Factory reserves {GPU: 1, CPU: 10} per GPU: each 8-GPU worker pod must offer >= 80 CPUs.
+    worker = m["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+    assert int(worker["resources"]["limits"]["cpu"]) >= 10 * 8
+    assert result.model_uri == f"{root}/sft/model"
+
+
+def test_sft_rayjob_cpu_override_wins(cluster, tmp_path):
+    steps.sft(data_uri="s3://b/d", model="hf://m/m", run_root=str(tmp_path / "r"), overrides=[],
+              launch=launch(overrides=["cpus_per_worker=96"], workers=1), parent_run_id="", tracking_uri="",
+              s3_endpoint="")
+    worker = cluster.manifest["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+    assert worker["resources"]["limits"]["cpu"] == "96"
+
+
+@pytest.mark.parametrize("secret, env, judged", [("", {}, False), ("mini-o3-judge", {}, False),
+                                                 ("mini-o3-judge", {"OPENAI_API_KEY": "k"}, True)])
+def test_rl_without_judge_secret_scores_with_rules(cluster, tmp_path, monkeypatch, capsys, secret, env, judged):
+    """The judge Secret is optional (chart, pipeline docs): without it RL must not die on judge.enabled=true."""
+    for key in steps.JUDGE_SECRET_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    steps.rl(engine="local", model_uri="s3://b/m", train_uri="s3://b/t", val_uri="", run_root=str(tmp_path / "r"),
+             overrides=["rollout_n=2"], launch=launch(judge_secret_name=secret, workers=0, gpus_per_worker=0),
+             parent_run_id="", tracking_uri="", s3_endpoint="")
+    overrides = cluster.params["overrides"]
+    assert ("judge.enabled=false" in overrides) is not judged and overrides[-1] == "rollout_n=2"
+    assert ("WARNING rl: judge Secret mini-o3-judge is missing" in capsys.readouterr().out) is (secret != "" and not judged)
+
+
+@pytest.mark.parametrize("step", ["sft", "rl"])
+def test_multi_pod_rayjob_without_work_volume_is_refused_before_creating_anything(cluster, tmp_path, step):
+    """The train pipeline's default RL RayJob (8 worker pods) cannot work without shared storage:
+    the step says which setting to give instead of failing inside verl / LLaMA-Factory."""
+    from mini_o3.launch import LaunchError
+
+    common = dict(run_root=str(tmp_path / "r"), overrides=[], launch=launch(work_volume_claim=""), parent_run_id="",
+                  tracking_uri="", s3_endpoint="")
+    with pytest.raises(LaunchError, match=r"launch.work_volume_claim is not set.*p0_work_volume_claim"):
+        if step == "sft":
+            steps.sft(data_uri="s3://b/d", model="hf://m/m", **common)
+        else:
+            steps.rl(engine="verl", model_uri="s3://b/m", train_uri="s3://b/t", val_uri="", **common)
+    assert cluster.manifest is None and not cluster.kube.deleted
+
+
+def test_head_only_rayjob_needs_no_work_volume(cluster, tmp_path):
+    steps.rl(engine="local", model_uri="s3://b/m", train_uri="s3://b/t", val_uri="", run_root=str(tmp_path / "r"),
+             overrides=[], launch=launch(work_volume_claim="", workers=0, gpus_per_worker=0), parent_run_id="",
+             tracking_uri="", s3_endpoint="")
+    assert "workerGroupSpecs" not in cluster.manifest["spec"]["rayClusterSpec"]
+    assert "MINI_O3_WORK_DIR" not in str(cluster.manifest)
