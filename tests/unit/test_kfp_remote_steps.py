@@ -217,3 +217,23 @@ def test_head_only_rayjob_needs_no_work_volume(cluster, tmp_path):
              tracking_uri="", s3_endpoint="")
     assert "workerGroupSpecs" not in cluster.manifest["spec"]["rayClusterSpec"]
     assert "MINI_O3_WORK_DIR" not in str(cluster.manifest)
+
+
+def _launch(stage, mode="rayjob", workers=8, skip_uri="", overrides=()):
+    return {"stage": stage, "skip_uri": skip_uri, "mode": mode, "workers": workers, "overrides": list(overrides)}
+
+
+def test_preflight_refuses_a_multi_pod_rayjob_without_the_shared_volume_before_any_stage_runs():
+    from mini_o3.kfp import steps
+    from mini_o3.stages import StageError
+
+    with pytest.raises(StageError, match=r"^rl: .*work_volume_claim.*p0_work_volume_claim"):
+        steps.preflight(launches=[_launch("sft", mode="inprocess"), _launch("rl")])
+    # the volume given (as the run-wide parameter or a launch override), or the stage skipped: fine
+    steps.preflight(launches=[_launch("rl")], work_volume_claim="mini-o3-work")
+    steps.preflight(launches=[_launch("rl", overrides=["work_volume_claim=mine", "cpus_per_worker=32"])])
+    steps.preflight(launches=[_launch("rl", skip_uri="s3://b/run/rl/model")])
+    # head-only RayJobs (reference engine smoke) and other modes need no volume
+    steps.preflight(launches=[_launch("rl", workers=0), _launch("sft", mode="ray", workers=2)])
+    with pytest.raises(StageError, match=r"^sft: "):
+        steps.preflight(launches=[_launch("sft", mode="inprocess", overrides=["mode=rayjob"], workers="2")])

@@ -23,12 +23,23 @@ from kfp.dsl import HTML, Markdown, Metrics, Output
 
 
 def init_run(storage_root: str, kfp_run_id: str, pipeline: str, experiment: str, mlflow_tracking_uri: str,
-             s3_endpoint: str, params: dict) -> NamedTuple("InitOutputs", [("parent_run_id", str), ("run_root", str)]):
-    """Start the MLflow parent run (tagged with the KFP run id) and fix the run's storage root."""
+             s3_endpoint: str, params: dict, work_volume_claim: str = "", sft_skip_uri: str = "",
+             sft_launch_mode: str = "inprocess", sft_workers: int = 0, sft_launch_overrides: list = [],  # noqa: B006
+             rl_skip_uri: str = "", rl_launch_mode: str = "inprocess", rl_workers: int = 0,
+             rl_launch_overrides: list = []  # noqa: B006
+             ) -> NamedTuple("InitOutputs", [("parent_run_id", str), ("run_root", str)]):
+    """Check the run's launch settings (before any GPU work), start the MLflow parent run (tagged
+    with the KFP run id) and fix the run's storage root."""
     from collections import namedtuple
 
     from mini_o3.kfp import steps
 
+    steps.preflight(launches=[
+        {"stage": "sft", "skip_uri": sft_skip_uri, "mode": sft_launch_mode, "workers": sft_workers,
+         "overrides": sft_launch_overrides},
+        {"stage": "rl", "skip_uri": rl_skip_uri, "mode": rl_launch_mode, "workers": rl_workers,
+         "overrides": rl_launch_overrides},
+    ], work_volume_claim=work_volume_claim)
     parent, root = steps.init_run(storage_root=storage_root, kfp_run_id=kfp_run_id, pipeline=pipeline,
                                   experiment=experiment, tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint,
                                   params=params)

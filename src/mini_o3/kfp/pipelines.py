@@ -164,7 +164,12 @@ def build_train(c: Components | None = None) -> Any:
                 "sft": f"{p2_sft_base_model}|{p2_sft_model_uri}|{p2_sft_launch_mode}",
                 "rl": f"{p3_rl_engine}|{p3_rl_model_uri}|{p3_rl_launch_mode}",
                 "eval": f"{p4_eval_backend}|k={p4_eval_k}",
-            })), s3, "light", "init run (MLflow parent)")
+            }),
+            work_volume_claim=p0_work_volume_claim,
+            sft_skip_uri=p2_sft_model_uri, sft_launch_mode=p2_sft_launch_mode, sft_workers=p2_sft_workers,
+            sft_launch_overrides=p2_sft_launch_overrides, rl_skip_uri=p3_rl_model_uri,
+            rl_launch_mode=p3_rl_launch_mode, rl_workers=p3_rl_workers, rl_launch_overrides=p3_rl_launch_overrides),
+            s3, "light", "init run (MLflow parent)")
         run = dict(parent_run_id=init.outputs["parent_run_id"], mlflow_tracking_uri=p0_mlflow_tracking_uri,
                    s3_endpoint=p0_s3_endpoint)
         root = init.outputs["run_root"]

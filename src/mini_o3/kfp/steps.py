@@ -57,6 +57,28 @@ def init_run(*, storage_root: str, kfp_run_id: str, pipeline: str, experiment: s
     return parent or "", run_root
 
 
+def preflight(*, launches: Sequence[dict[str, Any]], work_volume_claim: str = "") -> None:
+    """Refuse, before any stage runs, launch settings a remote stage would refuse hours later.
+
+    ``launches``: one ``{"stage", "skip_uri", "mode", "workers", "overrides"}`` per launching stage
+    (a stage whose ``skip_uri`` is set does not run). Today: a RayJob with worker pods needs the
+    shared work volume (``mini_o3.launch.shared_work_problem``)."""
+    from mini_o3.launch import LaunchSettings, shared_work_problem
+    from mini_o3.overrides import apply_overrides
+
+    for launch in launches:
+        if launch.get("skip_uri"):
+            continue
+        settings = LaunchSettings(mode=launch.get("mode", "inprocess"), workers=int(launch.get("workers", 1)),
+                                  work_volume_claim=work_volume_claim or None)
+        overrides = [o for o in launch.get("overrides") or [] if o.split("=", 1)[0].strip() in ("mode", "workers",
+                                                                                               "work_volume_claim")]
+        settings = apply_overrides(settings, overrides, label="launch setting") if overrides else settings
+        problem = shared_work_problem(settings)
+        if problem:
+            raise StageError(f"{launch.get('stage', 'a stage')}: {problem}")
+
+
 def finish_run(*, storage_root: str, kfp_run_id: str, pipeline: str, experiment: str, tracking_uri: str,
                s3_endpoint: str, state: str, error: str = "") -> str:
     """Close the parent run FINISHED or FAILED (found again by its KFP run id tag); returns the status."""
