@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 #: ``owner/name`` as the hub spells dataset ids.
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+#: A Hugging Face repo id ``org/name`` (the pattern; ``HUB_ID`` matches a whole string).
+HUB_REPO = r"[A-Za-z0-9][\w.-]*/[\w.-]+"
+HUB_ID = re.compile(rf"^{HUB_REPO}$")
 
 
 def looks_like_hub_id(source: str) -> bool:
-    return bool(_HUB_ID.match(source)) and not Path(source).exists()
+    return bool(HUB_ID.match(source)) and not Path(source).exists()
 
 
 def resolve_source(

@@ -14,14 +14,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from mini_o3 import storage
+from mini_o3.launch.presets import JUDGE_SECRET_KEYS, judge_secret_env, s3_secret_env
 from mini_o3.stages import StageError, StageResult, Tracking, read_result
 from mini_o3.stages.common import basename, is_hub_model
 
 #: Environment a stage needs in remote Ray pods (plain values; secrets travel as secretKeyRefs).
 S3_ENDPOINT_ENV = "MINI_O3_S3_ENDPOINT"
-#: Secret keys (= env names) of the S3 secret and the judge secret (contracts).
-S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-JUDGE_SECRET_KEYS = ("END_POINT", "API_KEY", "API_VERSION", "OPENAI_BASE_URL", "OPENAI_API_KEY")
 HF_TOKEN_KEY = "HF_TOKEN"
 
 
@@ -160,9 +158,9 @@ def launch_settings(*, mode: str, ray_address: str, workers: int, gpus_per_worke
     from mini_o3.launch import LaunchSettings, SecretRef
     from mini_o3.overrides import apply_overrides
 
-    secret_env = {key: SecretRef(name=s3_secret_name, key=key) for key in S3_SECRET_KEYS if s3_secret_name}
+    secret_env = s3_secret_env(s3_secret_name) if s3_secret_name else {}
     if judge_secret_name:
-        secret_env.update({key: SecretRef(name=judge_secret_name, key=key, optional=True) for key in JUDGE_SECRET_KEYS})
+        secret_env.update(judge_secret_env(judge_secret_name))
     if hf_token_secret_name:
         secret_env[HF_TOKEN_KEY] = SecretRef(name=hf_token_secret_name, key=HF_TOKEN_KEY, optional=True)
     settings = LaunchSettings(mode=mode, ray_address=ray_address or None, workers=workers,
@@ -196,7 +194,7 @@ def sft(*, data_uri: str, model: str, run_root: str, overrides: Sequence[str], l
     """SFT in this pod (``launch["mode"] == "inprocess"``) or as LLaMA-Factory's Ray mode on Ray /
     a RayJob (one training worker per GPU of the cluster)."""
     from mini_o3 import images
-    from mini_o3.launch.presets import SFT_CPUS_PER_GPU
+    from mini_o3.launch.presets import sft_cpus_per_worker
     from mini_o3.stages import sft_stage
 
     setup_env(s3_endpoint)
@@ -207,7 +205,7 @@ def sft(*, data_uri: str, model: str, run_root: str, overrides: Sequence[str], l
     # LLaMA-Factory 0.9.5 reserves {GPU: 1, CPU: 10} per GPU of the cluster: size the worker pods'
     # CPUs for that (else its placement group never fits and the job hangs); user overrides win.
     gpus = int(launch.get("gpus_per_worker") or 0)
-    sized = [f"cpus_per_worker={SFT_CPUS_PER_GPU * gpus + 2}"] if gpus > 0 else []
+    sized = [f"cpus_per_worker={sft_cpus_per_worker(gpus)}"] if gpus > 0 else []
     settings = launch_settings(**{**launch, "image": launch.get("image") or images.image_ref("sft"),
                                   "overrides": [*sized, *(launch.get("overrides") or [])]})
     ray = ["launch.mode=ray", "launch.ray_init_kwargs.address=auto",

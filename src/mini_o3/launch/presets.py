@@ -80,11 +80,17 @@ def sft_ray_entrypoint(data: str | Path, model: str, out: str | Path, overrides:
     return argv
 
 
+def sft_cpus_per_worker(gpus: int) -> str:
+    """CPUs of a worker pod with ``gpus`` GPUs for LLaMA-Factory's Ray mode: its placement group
+    reserves {GPU: 1, CPU: 10} per GPU of the cluster, plus 2 for the Ray processes themselves."""
+    return str(SFT_CPUS_PER_GPU * gpus + 2)
+
+
 def sft_ray_settings(num_workers: int, *, gpus_per_worker: int = 8, **fields: Any) -> LaunchSettings:
     """Worker pods for ``num_workers`` LLaMA-Factory Ray workers (one GPU + 10 CPUs each)."""
     if num_workers < 1 or gpus_per_worker < 1:
         raise ValueError("SFT in Ray mode needs GPUs: num_workers and gpus_per_worker must be >= 1")
     per_pod = min(gpus_per_worker, num_workers)
     base: dict[str, Any] = {"mode": "rayjob", "workers": math.ceil(num_workers / per_pod), "gpus_per_worker": per_pod,
-                            "cpus_per_worker": str(SFT_CPUS_PER_GPU * per_pod + 2)}
+                            "cpus_per_worker": sft_cpus_per_worker(per_pod)}
     return LaunchSettings(**{**base, **fields})

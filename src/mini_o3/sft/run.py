@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text_atomic
+from ..data.sources import HUB_ID
 from .config import SFTConfig
 from .files import YAML_NAME, DatasetSummary, RunFiles, check_dataset, write_run_files
 from .hardware import Adjustment, Hardware, adapt_to_hardware, detect_hardware
@@ -51,7 +51,6 @@ MODEL_SUBDIR = "model"
 RECORD_NAME = "sft_run.json"
 LOG_NAME = "train.log"
 LOSS_PNG = "loss_curve.png"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
@@ -247,7 +246,7 @@ def _resolve_model(model: str) -> str:
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"model folder {model!r} has no config.json")
         return str(path.resolve())
-    if path.is_absolute() or model.startswith((".", "~")) or not _HUB_ID.match(model):
+    if path.is_absolute() or model.startswith((".", "~")) or not HUB_ID.match(model):
         raise FileNotFoundError(f"model {model!r} is neither an existing folder nor a Hugging Face id (org/name)")
     return model
 

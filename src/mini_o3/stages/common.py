@@ -24,12 +24,14 @@ from typing import Any
 
 from rich.console import Console
 
+from mini_o3.data.sources import HUB_REPO
+
 #: Name of the result record inside a stage's sealed output (see ``result_uri``).
 RESULT_NAME = "stage.json"
 #: Work folder root for stage runs (default: a temporary folder, removed afterwards).
 WORK_DIR_ENV = "MINI_O3_WORK_DIR"
 #: ``hf://org/name[@revision]`` (or a bare ``org/name`` that is no local path): a hub model.
-_HUB_MODEL = re.compile(r"^(?:hf://)?(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[\w./-]+))?$")
+_HUB_MODEL = re.compile(rf"^(?:hf://)?(?P<repo>{HUB_REPO})(?:@(?P<rev>[\w./-]+))?$")
 #: Library processes must not open MLflow runs of their own: the stage's child run owns them.
 _MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")
 
