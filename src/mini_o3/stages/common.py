@@ -25,11 +25,10 @@ from typing import Any
 from rich.console import Console
 
 from mini_o3.data.sources import HUB_REPO
+from mini_o3.launch.settings import WORK_DIR_ENV  # work folder root; RayJobs point it at their shared volume
 
 #: Name of the result record inside a stage's sealed output (see ``result_uri``).
 RESULT_NAME = "stage.json"
-#: Work folder root for stage runs (default: a temporary folder, removed afterwards).
-WORK_DIR_ENV = "MINI_O3_WORK_DIR"
 #: ``hf://org/name[@revision]`` (or a bare ``org/name`` that is no local path): a hub model.
 _HUB_MODEL = re.compile(rf"^(?:hf://)?(?P<repo>{HUB_REPO})(?:@(?P<rev>[\w./-]+))?$")
 #: Library processes must not open MLflow runs of their own: the stage's child run owns them.
