@@ -1,9 +1,18 @@
 """``EvalConfig``: everything that decides an evaluation's numbers (k, limits, prompts, sampling,
 scoring, judge) plus run control (concurrency, question limit, viewer size).
 
+``protocol`` is how a sample is scored: ``paper`` (the default) is the released recipe's
+evaluation (Mini-o3/Mini-o3 @8654dbf README "Evaluation": the training command with
+``trainer.val_only=True``, which keeps ``reward_model.use_hybrid_reward_manager=True``, so
+``verl/trainer/main_ppo.py`` L149-156 scores every validation sample with ``general_qa_tool``):
+strict ``<answer>`` extraction, then the GPT judge on every extracted answer, multiple choice
+included, with no rule pre-check (``verl/utils/reward_score/general_qa_tool.py`` L283-316).
+``rule`` scores with the task kit's rule scorers only; its numbers are not comparable to the paper's.
+
 ``config_hash`` fingerprints the fields that change a sample's outcome. ``k``, ``k_by_family``,
 ``default_k``, ``limit``, ``concurrency`` and the viewer settings are left out: sample j of a
 question is the same job whatever k is, so raising k (or the limit) reuses every stored sample.
+Under ``protocol=rule`` the judge settings are left out too (no judge is called).
 """
 
 from __future__ import annotations
@@ -25,6 +34,10 @@ PAPER_K: dict[str, int] = {"visual_probe": 32, "vstar": 32, "hrbench": 8, "mme_r
 #: Fields that do not change any single sample's outcome (excluded from ``config_hash``).
 _RUN_CONTROL = {"k", "k_by_family", "default_k", "limit", "concurrency", "viewer_samples", "viewer_max_side"}
 
+
+#: Scoring protocols: ``paper`` (judge on every sample, as upstream's validation) or ``rule``.
+Protocol = Literal["paper", "rule"]
+PROTOCOLS: tuple[str, ...] = ("paper", "rule")
 
 #: Judge settings that can change a score (the rest is transport: retries, sleeps, cache, ...).
 _JUDGE_OUTCOME = {"api", "model", "base_url", "max_attempts", "temperature_step", "max_tokens", "prompt_version"}
@@ -63,10 +76,14 @@ class EvalConfig(BaseModel):
     top_k: int = Field(-1, description="<= 0 disables top-k")
     seed: int = Field(0, description="base seed; each (question, sample) derives its own")
     # -- scoring ----------------------------------------------------------------------------
-    judge: EvalJudgeConfig | None = Field(
-        None, description="LLM judge (evaluate.judge) for free-form answers the rule rejects; None = rules only")
+    protocol: Protocol = Field(
+        "paper", description="paper: the LLM judge scores every sample with an answer, as the paper's evaluation; "
+                             "rule: rule scorers only (numbers not comparable to the paper's)")
+    judge: EvalJudgeConfig = Field(default_factory=EvalJudgeConfig,
+                                   description="the LLM judge of protocol=paper (evaluate.judge); unused under rule")
     judge_failure: Literal["score_zero", "exclude"] = Field(
-        "score_zero", description="a failed judge call scores 0 (counted) or drops the sample from the metrics")
+        "score_zero", description="a judge call that fails after its retries scores 0 (upstream's validation; "
+                                  "counted) or drops the sample from the metrics")
     openai: dict[str, Any] = Field(default_factory=dict,
                                    description="extra OpenAIPolicyConfig fields for openai: policies (retries, timeouts, ...)")
     # -- run control ------------------------------------------------------------------------
@@ -74,6 +91,13 @@ class EvalConfig(BaseModel):
     limit: int | None = Field(None, ge=1, description="first N questions of each benchmark only")
     viewer_samples: int = Field(40, ge=0, description="samples shown in viewer.html")
     viewer_max_side: int = Field(384, ge=32, description="longest side of viewer images, px")
+
+    @field_validator("judge", mode="before")
+    @classmethod
+    def _judge_is_a_config(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("judge cannot be null; for scoring without the LLM judge set protocol=rule")
+        return value
 
     @field_validator("prompt_set")
     @classmethod
@@ -108,7 +132,10 @@ class EvalConfig(BaseModel):
     def config_hash(self, policy_spec: str) -> str:
         """12 hex digits fingerprinting the policy and every outcome-relevant setting."""
         data = self.model_dump(mode="json", exclude=_RUN_CONTROL)
-        if data.get("judge"):
+        if self.protocol == "rule":
+            data.pop("judge")
+            data.pop("judge_failure")
+        else:
             data["judge"] = {k: v for k, v in data["judge"].items() if k in _JUDGE_OUTCOME}
         blob = json.dumps({"policy": policy_spec, "config": data}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]

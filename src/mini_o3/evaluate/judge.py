@@ -96,22 +96,48 @@ class JudgeResult:
     error: str | None = None
 
 
+def missing_credentials(config: EvalJudgeConfig) -> list[str]:
+    """The environment variables ``config`` needs but that are not set (``[]``: ready to call).
+
+    azure: ``END_POINT`` (unless ``base_url``), ``API_VERSION``, ``API_KEY``; openai:
+    ``OPENAI_API_KEY`` unless an endpoint is given (``base_url`` or ``OPENAI_BASE_URL``: a
+    keyless OpenAI-compatible server).
+    """
+    if config.flavour() == "azure":
+        names = ([] if config.base_url else [config.azure_endpoint_env]) + [config.api_version_env, config.azure_key_env]
+        return [n for n in names if not os.environ.get(n)]
+    if os.environ.get(config.openai_key_env) or config.base_url or os.environ.get(config.openai_base_url_env):
+        return []
+    return [config.openai_key_env]
+
+
+def judge_setup_error(config: EvalJudgeConfig) -> str | None:
+    """One line saying why the paper protocol's judge cannot run here, or ``None`` when it can."""
+    missing = missing_credentials(config)
+    if not missing:
+        return None
+    where = (f"the azure judge (judge.api={config.api}) needs environment variable(s) {', '.join(missing)}"
+             if config.flavour() == "azure" else
+             f"the openai judge (judge.api={config.api}) needs environment variable {missing[0]} "
+             f"or an endpoint (judge.base_url / --judge-base-url)")
+    return (f"protocol 'paper' scores every sample with the LLM judge {config.model!r}, but {where}; "
+            "set it, or choose rule-only scoring with --protocol rule (--set protocol=rule), "
+            "whose numbers are not comparable to the paper's")
+
+
 def make_judge_client(config: EvalJudgeConfig) -> Any:
     """The ``openai`` client of ``config`` (no built-in retries)."""
     import openai
 
+    missing = missing_credentials(config)
+    if missing:
+        raise JudgeError(f"{config.flavour()} judge: environment variable(s) {missing} not set")
     if config.flavour() == "azure":
-        names = ([] if config.base_url else [config.azure_endpoint_env]) + [config.api_version_env, config.azure_key_env]
-        missing = [n for n in names if not os.environ.get(n)]
-        if missing:
-            raise JudgeError(f"azure judge: environment variable(s) {missing} not set")
         return openai.AzureOpenAI(
             azure_endpoint=config.base_url or os.environ[config.azure_endpoint_env],
             api_version=os.environ[config.api_version_env], api_key=os.environ[config.azure_key_env], max_retries=0,
         )
     key = os.environ.get(config.openai_key_env)
-    if not key and not config.base_url and not os.environ.get(config.openai_base_url_env):
-        raise JudgeError(f"openai judge: environment variable {config.openai_key_env} not set")
     return openai.OpenAI(base_url=config.endpoint(), api_key=key or "EMPTY", max_retries=0)
 
 

@@ -2,8 +2,9 @@
 
 Flow: read ``val.parquet`` (or ``train.parquet``) of every folder → skip (question, sample) keys
 already in the store → roll out the rest (a question's samples are scheduled together so a
-server's prefix cache is hit) → score each trajectory (rules first, the judge for free-form
-answers the rule rejects) → append to the store → compute metrics → write the report files.
+server's prefix cache is hit) → score each trajectory under ``config.protocol`` (``paper``: the
+LLM judge on every extracted answer, as upstream's validation; ``rule``: rule scorers only) →
+append to the store → compute metrics → write the report files.
 
 Policies: ``"openai:URL[#model]"`` (``OpenAIChatPolicy``), ``"local:DIR"`` (``LocalHFPolicy``), or an
 object with ``for_episode(question_id, sample) -> Policy`` (one episode per thread) or
@@ -170,11 +171,17 @@ def openai_policy(target: str, config: EvalConfig) -> EpisodePolicy:
 
 
 def build_judge(config: EvalConfig) -> JudgeFn | None:
-    """The configured LLM judge (``evaluate.judge.Judge``), or ``None`` (rules only)."""
-    if config.judge is None:
-        return None
-    from .judge import Judge
+    """The LLM judge of ``protocol=paper`` (``evaluate.judge.Judge``), or ``None`` under ``rule``.
 
+    Missing judge credentials fail here, in one line naming the setting and the rule-only choice.
+    """
+    if config.protocol == "rule":
+        return None
+    from .judge import Judge, judge_setup_error
+
+    problem = judge_setup_error(config.judge)
+    if problem:
+        raise EvalError(problem)
     return Judge(config.judge)
 
 
@@ -193,12 +200,22 @@ def answer_key(record: BenchRecord, answer: str | None) -> str | None:
 
 
 def score_sample(record: BenchRecord, answer: str | None, judge: JudgeFn | None, config: EvalConfig) -> dict[str, Any]:
-    """Score fields of a sample: ``score`` (None = excluded), ``rule_score``, ``judge``, ``judge_failed``."""
+    """Score fields of a sample: ``score`` (None = excluded), ``rule_score``, ``judge``, ``judge_failed``.
+
+    ``rule``: ``score`` is the rule score. ``paper`` (Mini-o3/Mini-o3 @8654dbf
+    ``verl/utils/reward_score/general_qa_tool.py`` ``inner_acc_reward`` L283-316): no answer block
+    scores 0 without a call; otherwise the judge scores the extracted answer exactly as extracted
+    (unstripped, empty included), whatever the rule says, multiple choice included; a call that
+    fails after its retries scores 0 (upstream leaves the sample's reward at 0 in validation) or is
+    excluded (``judge_failure``). ``rule_score`` is always recorded for comparison.
+    """
     rule = record.rule_score(answer)
     out: dict[str, Any] = {"score": rule, "rule_score": rule, "judge": None, "judge_failed": False}
-    if judge is None or rule >= 1.0 or answer is None or record.answer_type != "free" or not answer.strip():
+    if config.protocol == "rule" or answer is None:
         return out
-    result = judge(record.problem, record.answer, answer.strip())
+    if judge is None:
+        raise EvalError("protocol 'paper' scores every sample with the LLM judge, but no judge was built")
+    result = judge(record.problem, record.answer, answer)
     failed = bool(result.failed) or result.score is None
     out["judge"] = {
         "score": result.score, "failed": failed, "attempts": getattr(result, "attempts", None),
@@ -259,7 +276,8 @@ def run_eval(
     """Evaluate ``policy_spec`` on every folder of ``bench_dirs``; outputs go to ``out_dir``.
 
     Resumable: samples already stored under this config hash are not redone. ``judge`` overrides
-    the one ``config.judge`` would build. Raises ``EvalError`` naming the bad input or sample.
+    the one ``config.judge`` would build (``protocol=paper`` only; ``rule`` never calls a judge).
+    Raises ``EvalError`` naming the bad input or sample.
     """
     from .report import write_report
 
@@ -270,8 +288,11 @@ def run_eval(
     names = [Path(d).name for d in bench_dirs]
     if len(set(names)) != len(names):
         raise EvalError(f"benchmark folder names must be distinct, got {names}")
+    if config.protocol == "rule":
+        judge = None
+    elif judge is None:
+        judge = build_judge(config)  # missing credentials fail before any model loads
     spec, policy = build_policy(policy_spec, config)
-    judge = judge if judge is not None else build_judge(config)
     config_hash = config.config_hash(spec)
     out_dir = Path(out_dir)
     store = SampleStore(out_dir, config_hash)

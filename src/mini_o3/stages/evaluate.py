@@ -4,11 +4,18 @@ Backends: ``vllm`` (serve the model with vLLM for the run: the GPU path), ``loca
 HF policy in this process: CPU runs and tests) or ``openai:URL[#model]`` (an already served
 policy; ``model_uri`` is then only recorded). The output folder is ``run_eval``'s (report.json,
 report.md, plots, viewer.html, the sample store) plus ``stage.json``.
+
+Scoring follows ``EvalConfig.protocol`` (default ``paper``: the LLM judge on every sample). A
+pipeline without judge credentials (``judge=False``, or none in the environment) falls back to
+``rule`` explicitly: a warning, ``protocol="rule"`` and the reason in stage.json, and a report that
+says its numbers are not comparable to the paper's. Asking for ``protocol=paper`` in the overrides
+without a judge fails instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from .common import (
     StageError,
@@ -41,6 +48,27 @@ def eval_metrics(report: dict) -> dict[str, float]:
     return out
 
 
+def scoring_protocol(config: Any, judge: bool | None, overrides: Sequence[str]) -> tuple[Any, str | None]:
+    """(config with the protocol this stage scores under, the reason for a rule fallback or None).
+
+    ``judge``: True = the pipeline supplies judge credentials, False = it has none, None = look for
+    them in the environment (``evaluate.judge.missing_credentials``).
+    """
+    from mini_o3.evaluate.judge import missing_credentials
+
+    if config.protocol == "rule":
+        return config, None
+    missing = missing_credentials(config.judge)
+    if judge is True or (judge is None and not missing):
+        return config, None
+    reason = ("the pipeline has no judge Secret" if judge is False
+              else f"judge environment variable(s) {', '.join(missing)} not set")
+    if any(item.partition("=")[0].strip() == "protocol" for item in overrides):
+        raise StageError(f"eval setting protocol=paper needs the LLM judge, but {reason}; "
+                         "give the judge credentials or set protocol=rule")
+    return config.model_copy(update={"protocol": "rule"}), f"paper protocol needs the LLM judge, but {reason}"
+
+
 def eval_stage(
     model_uri: str,
     bench_uris: Sequence[str],
@@ -49,14 +77,15 @@ def eval_stage(
     k: int | None = None,
     backend: str = "vllm",
     overrides: Sequence[str] = (),
-    judge: bool = False,
+    judge: bool | None = None,
     gpus: int = 1,
     tracking: Tracking = Tracking(),
     work: str | None = None,
     progress: bool = True,
 ) -> StageResult:
     """Avg@k of the model at ``model_uri`` on every benchmark of ``bench_uris`` (``gpus``: the vLLM
-    server's GPUs, tensor x data parallel, see ``serve.parallelism``)."""
+    server's GPUs, tensor x data parallel, see ``serve.parallelism``; ``judge``: see
+    ``scoring_protocol``)."""
     from mini_o3.evaluate.runner import EvalError, resolve_config, run_eval
 
     if backend not in BACKENDS and not backend.startswith("openai:"):
@@ -65,14 +94,14 @@ def eval_stage(
         raise StageError("eval stage needs at least one benchmark URI")
     sets = [*overrides, *([f"k={k}"] if k else [])]
     config = resolve_config(None, sets)  # bad overrides fail before any download
-    if judge and config.judge is None:
-        from mini_o3.evaluate.judge import EvalJudgeConfig
-
-        config = config.model_copy(update={"judge": EvalJudgeConfig()})
+    config, fallback = scoring_protocol(config, judge, overrides)
     params = {"model_uri": model_uri, "bench_uris": list(bench_uris), "k": k, "backend": backend,
-              "overrides": list(overrides), "judge": judge, "gpus": gpus}
+              "overrides": list(overrides), "judge": judge, "gpus": gpus, "protocol": config.protocol}
     with work_dir("eval", work) as wd, stage_tracker("evaluate", tracking, params) as tracker:
-        console.rule(f"[bold]evaluate ({backend})")
+        console.rule(f"[bold]evaluate ({backend}, protocol {config.protocol})")
+        if fallback:
+            console.print(f"[yellow]warning:[/yellow] {fallback}: scoring with protocol=rule (rule scorers only); "
+                          "the report's numbers are not comparable to the paper's")
         benches = fetch_datasets(bench_uris, wd / "inputs" / "bench", "val", progress=progress)
         out = wd / basename(out_uri)
         try:
@@ -95,7 +124,8 @@ def eval_stage(
         metrics = eval_metrics(result.report)
         stage = StageResult("evaluate", out_uri, model_uri=model_uri, metrics=metrics, outputs={"eval": out_uri},
                             info={"benchmarks": sorted(result.report["benchmarks"]), "config_hash": result.config_hash,
-                                  "k": {b: d["overall"]["k"] for b, d in result.report["benchmarks"].items()}})
+                                  "k": {b: d["overall"]["k"] for b, d in result.report["benchmarks"].items()},
+                                  "protocol": config.protocol, "protocol_fallback": fallback})
         write_result(stage, out)
         seal(out, out_uri, progress=progress)
         tracker.log_metrics(metrics)
