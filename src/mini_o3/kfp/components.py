@@ -12,6 +12,8 @@ GPU components take the accelerator type and count they are scheduled with as in
 pod log records them, ``evaluate`` sizes vLLM's tensor parallelism by them, and kfp.local 2.17
 needs every parameter a task's resources reference among its inputs (else it fails with
 "Parent pipeline input argument 'pipelinechannel--...' not found" inside condition branches).
+Counts are STRING inputs (converted by ``steps.gpu_count``): the KFP 2.17 driver resolves a pod
+resource parameter with ``GetStringValue()``, so an integer parameter gives no GPU limit at all.
 """
 
 # No ``from __future__ import annotations``: KFP reads the real annotation objects.
@@ -26,15 +28,15 @@ def init_run(storage_root: str, kfp_run_id: str, pipeline: str, experiment: str,
              s3_endpoint: str, params: dict, work_volume_claim: str = "", sft_skip_uri: str = "",
              sft_launch_mode: str = "inprocess", sft_workers: int = 0, sft_launch_overrides: list = [],  # noqa: B006
              rl_skip_uri: str = "", rl_launch_mode: str = "inprocess", rl_workers: int = 0,
-             rl_launch_overrides: list = []  # noqa: B006
+             rl_launch_overrides: list = [], gpu_counts: dict = {}  # noqa: B006
              ) -> NamedTuple("InitOutputs", [("parent_run_id", str), ("run_root", str)]):
-    """Check the run's launch settings (before any GPU work), start the MLflow parent run (tagged
-    with the KFP run id) and fix the run's storage root."""
+    """Check the run's launch settings and GPU counts (before any GPU work), start the MLflow parent
+    run (tagged with the KFP run id) and fix the run's storage root."""
     from collections import namedtuple
 
     from mini_o3.kfp import steps
 
-    steps.preflight(launches=[
+    steps.preflight(gpu_counts=gpu_counts, launches=[
         {"stage": "sft", "skip_uri": sft_skip_uri, "mode": sft_launch_mode, "workers": sft_workers,
          "overrides": sft_launch_overrides},
         {"stage": "rl", "skip_uri": rl_skip_uri, "mode": rl_launch_mode, "workers": rl_workers,
@@ -84,7 +86,7 @@ def prepare_bench(benchmarks: str, name: str, run_root: str, overrides: list, sy
 
 
 def sft(data_uri: str, base_model: str, run_root: str, overrides: list, launch_mode: str, ray_address: str,
-        workers: int, gpus_per_worker: int, node_selector: dict, tolerations: list, launch_overrides: list,
+        workers: int, gpus_per_worker: str, node_selector: dict, tolerations: list, launch_overrides: list,
         s3_secret_name: str, hf_token_secret_name: str, accelerator: str, parent_run_id: str,
         mlflow_tracking_uri: str, s3_endpoint: str, work_volume_claim: str,
         metrics: Output[Metrics]) -> NamedTuple("SFTOutputs", [("model_uri", str)]):
@@ -93,9 +95,10 @@ def sft(data_uri: str, base_model: str, run_root: str, overrides: list, launch_m
 
     from mini_o3.kfp import steps
 
-    steps.log_hardware("sft", launch_mode, accelerator, gpus_per_worker, workers)
+    gpus = steps.gpu_count(gpus_per_worker, "gpus_per_worker")
+    steps.log_hardware("sft", launch_mode, accelerator, gpus, workers)
 
-    launch = dict(mode=launch_mode, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
+    launch = dict(mode=launch_mode, ray_address=ray_address, workers=workers, gpus_per_worker=gpus,
                   node_selector=node_selector, tolerations=tolerations, overrides=launch_overrides, image="",
                   s3_secret_name=s3_secret_name, judge_secret_name="", hf_token_secret_name=hf_token_secret_name,
                   env={"MINI_O3_S3_ENDPOINT": s3_endpoint, "MLFLOW_TRACKING_URI": mlflow_tracking_uri},
@@ -108,7 +111,7 @@ def sft(data_uri: str, base_model: str, run_root: str, overrides: list, launch_m
 
 
 def rl(engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str, overrides: list, launch_mode: str,
-       ray_address: str, workers: int, gpus_per_worker: int, node_selector: dict, tolerations: list,
+       ray_address: str, workers: int, gpus_per_worker: str, node_selector: dict, tolerations: list,
        launch_overrides: list, s3_secret_name: str, judge_secret_name: str, hf_token_secret_name: str,
        accelerator: str, parent_run_id: str, mlflow_tracking_uri: str, s3_endpoint: str, work_volume_claim: str,
        metrics: Output[Metrics]) -> NamedTuple("RLOutputs", [("model_uri", str)]):
@@ -117,9 +120,10 @@ def rl(engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str,
 
     from mini_o3.kfp import steps
 
-    steps.log_hardware("rl", launch_mode, accelerator, gpus_per_worker, workers)
+    gpus = steps.gpu_count(gpus_per_worker, "gpus_per_worker")
+    steps.log_hardware("rl", launch_mode, accelerator, gpus, workers)
 
-    launch = dict(mode=launch_mode, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
+    launch = dict(mode=launch_mode, ray_address=ray_address, workers=workers, gpus_per_worker=gpus,
                   node_selector=node_selector, tolerations=tolerations, overrides=launch_overrides, image="",
                   s3_secret_name=s3_secret_name, judge_secret_name=judge_secret_name,
                   hf_token_secret_name=hf_token_secret_name,
@@ -134,14 +138,15 @@ def rl(engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str,
 
 
 def evaluate(model_uri: str, bench_uri: str, run_root: str, k: int, backend: str, overrides: list,
-             judge_secret_name: str, accelerator: str, gpus: int, parent_run_id: str, mlflow_tracking_uri: str,
+             judge_secret_name: str, accelerator: str, gpus: str, parent_run_id: str, mlflow_tracking_uri: str,
              s3_endpoint: str, metrics: Output[Metrics]) -> str:
     """Avg@k of a model on a benchmark collection (vLLM with tensor parallelism over the pod's GPUs,
     or the local HF policy); returns the eval URI."""
     from mini_o3.kfp import steps
 
-    steps.log_hardware("evaluate", backend, accelerator, gpus, 1)
-    result = steps.evaluate(model_uri=model_uri, bench_uri=bench_uri, run_root=run_root, k=k, backend=backend, gpus=gpus,
+    count = steps.gpu_count(gpus, "gpus")
+    steps.log_hardware("evaluate", backend, accelerator, count, 1)
+    result = steps.evaluate(model_uri=model_uri, bench_uri=bench_uri, run_root=run_root, k=k, backend=backend, gpus=count,
                             overrides=overrides, judge=bool(judge_secret_name), parent_run_id=parent_run_id,
                             tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint)
     for key, value in sorted(result.metrics.items()):

@@ -91,7 +91,7 @@ def build_train(c: Components | None = None) -> Any:
         p2_sft_model_uri: str = "",
         p2_sft_overrides: list = [],  # noqa: B006
         p2_sft_launch_mode: str = "inprocess",
-        p2_sft_gpus: int = 8,
+        p2_sft_gpus: str = "8",
         p2_sft_workers: int = 1,
         p2_sft_ray_address: str = "",
         p2_sft_launch_overrides: list = [],  # noqa: B006
@@ -100,12 +100,12 @@ def build_train(c: Components | None = None) -> Any:
         p3_rl_overrides: list = [],  # noqa: B006
         p3_rl_launch_mode: str = "rayjob",
         p3_rl_workers: int = 8,
-        p3_rl_gpus_per_worker: int = 8,
+        p3_rl_gpus_per_worker: str = "8",
         p3_rl_ray_address: str = "",
         p3_rl_launch_overrides: list = [],  # noqa: B006
         p4_eval_k: int = 0,
         p4_eval_backend: str = "vllm",
-        p4_eval_gpus: int = 1,
+        p4_eval_gpus: str = "1",
         p4_eval_overrides: list = [],  # noqa: B006
     ):
         """Mini-o3 training: cold-start data → LLaMA-Factory SFT → GRPO RL → Avg@k evaluation → report.
@@ -138,7 +138,7 @@ def build_train(c: Components | None = None) -> Any:
             p2_sft_model_uri: Skip SFT: the SFT model to start RL from (sealed URI, or hf://Mini-o3/Mini-o3-7B-SFT).
             p2_sft_overrides: SFTConfig overrides key=value (num_train_epochs=1, learning_rate=1e-5, ...).
             p2_sft_launch_mode: inprocess (one GPU pod with p2_sft_gpus GPUs), ray (existing Ray cluster) or rayjob (KubeRay).
-            p2_sft_gpus: GPUs of the SFT pod (inprocess) or per Ray worker (ray / rayjob).
+            p2_sft_gpus: GPUs of the SFT pod (inprocess) or per Ray worker (ray / rayjob); a whole number as a string (KFP turns a pod resource parameter into a limit only when it is a string).
             p2_sft_workers: Ray worker pods of a rayjob SFT.
             p2_sft_ray_address: Ray Jobs API URL for launch mode ray (http://head-svc:8265).
             p2_sft_launch_overrides: LaunchSettings overrides key=value (memory_per_worker=..., shm_size=...).
@@ -147,12 +147,12 @@ def build_train(c: Components | None = None) -> Any:
             p3_rl_overrides: RLConfig overrides key=value (total_training_steps=, rollout_n=, judge.enabled=false, ...).
             p3_rl_launch_mode: rayjob (KubeRay RayJob from a CPU launcher pod), ray (existing cluster) or inprocess (GPU pod).
             p3_rl_workers: RayJob GPU worker pods (verl nnodes; seed: 8 nodes x 8 GPUs).
-            p3_rl_gpus_per_worker: GPUs per worker (verl n_gpus_per_node); also the GPUs of an inprocess RL pod.
+            p3_rl_gpus_per_worker: GPUs per worker (verl n_gpus_per_node); also the GPUs of an inprocess RL pod; a whole number as a string.
             p3_rl_ray_address: Ray Jobs API URL for launch mode ray.
             p3_rl_launch_overrides: LaunchSettings overrides key=value for the RayJob (memory_per_worker=, namespace=, ...).
             p4_eval_k: Samples per question; 0: the paper's k per benchmark (32 VisualProbe / V*, 8 HR-Bench, 1 MME-RealWorld).
             p4_eval_backend: vllm (serve the model on a GPU pod) or local (HF policy on CPU: smoke tests).
-            p4_eval_gpus: GPUs of the vLLM evaluation pod.
+            p4_eval_gpus: GPUs of the vLLM evaluation pod; a whole number as a string.
             p4_eval_overrides: EvalConfig overrides key=value (max_turns=32, limit=50, ...).
         """
         s3 = p0_s3_secret_name
@@ -170,7 +170,9 @@ def build_train(c: Components | None = None) -> Any:
             work_volume_claim=p0_work_volume_claim,
             sft_skip_uri=p2_sft_model_uri, sft_launch_mode=p2_sft_launch_mode, sft_workers=p2_sft_workers,
             sft_launch_overrides=p2_sft_launch_overrides, rl_skip_uri=p3_rl_model_uri,
-            rl_launch_mode=p3_rl_launch_mode, rl_workers=p3_rl_workers, rl_launch_overrides=p3_rl_launch_overrides),
+            rl_launch_mode=p3_rl_launch_mode, rl_workers=p3_rl_workers, rl_launch_overrides=p3_rl_launch_overrides,
+            gpu_counts={"p2_sft_gpus": p2_sft_gpus, "p3_rl_gpus_per_worker": p3_rl_gpus_per_worker,
+                        "p4_eval_gpus": p4_eval_gpus}),
             s3, "light", "init run (MLflow parent)")
         run = dict(parent_run_id=init.outputs["parent_run_id"], mlflow_tracking_uri=p0_mlflow_tracking_uri,
                    s3_endpoint=p0_s3_endpoint)
@@ -290,7 +292,7 @@ def build_evaluate(c: Components | None = None) -> Any:
         synthetic: list = [],  # noqa: B006
         backend: str = "vllm",
         eval_overrides: list = [],  # noqa: B006
-        gpus: int = 1,
+        gpus: str = "1",
         gpu_type: str = "nvidia.com/gpu",
         gpu_node_selector: dict = {},  # noqa: B006
         gpu_tolerations: list = [],  # noqa: B006
@@ -313,7 +315,7 @@ def build_evaluate(c: Components | None = None) -> Any:
             synthetic: SyntheticSpec overrides for a "synthetic" benchmark (n_test=, seed=, ...).
             backend: vllm (GPU pod serving the model) or local (HF policy on CPU: smoke tests).
             eval_overrides: EvalConfig overrides key=value (max_turns=32, limit=50, temperature=...).
-            gpus: GPUs of the vLLM evaluation pod.
+            gpus: GPUs of the vLLM evaluation pod; a whole number as a string (KFP turns a pod resource parameter into a limit only when it is a string).
             gpu_type: Accelerator resource (nvidia.com/gpu).
             gpu_node_selector: nodeSelector of the GPU pod (JSON object).
             gpu_tolerations: Tolerations of the GPU pod (JSON list).
@@ -323,7 +325,7 @@ def build_evaluate(c: Components | None = None) -> Any:
             storage_root=storage_root, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, pipeline=EVALUATE_NAME,
             experiment=experiment, mlflow_tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint,
             params=({"model_uri": model_uri, "benchmarks": benchmarks, "k": f"{k}",
-                                      "backend": backend, "bench_uri": bench_uri})),
+                                      "backend": backend, "bench_uri": bench_uri}), gpu_counts={"gpus": gpus}),
             s3_secret_name, "light", "init run (MLflow parent)")
         run = dict(parent_run_id=init.outputs["parent_run_id"], mlflow_tracking_uri=mlflow_tracking_uri,
                    s3_endpoint=s3_endpoint)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,15 +56,28 @@ def init_run(*, storage_root: str, kfp_run_id: str, pipeline: str, experiment: s
     return parent or "", run_root
 
 
-def preflight(*, launches: Sequence[dict[str, Any]], work_volume_claim: str = "") -> None:
-    """Refuse, before any stage runs, launch settings a remote stage would refuse hours later.
+def gpu_count(value: Any, name: str) -> int:
+    """A GPU-count pipeline parameter as an int. The parameter is a string because the KFP driver
+    turns a pod-resource parameter into a limit only when it is one; bad text fails here, naming it."""
+    text = str(value).strip()
+    if not re.fullmatch(r"[0-9]+", text):
+        raise StageError(f"{name}={value!r} is not a whole number of GPUs (give e.g. \"8\")")
+    return int(text)
+
+
+def preflight(*, launches: Sequence[dict[str, Any]] = (), work_volume_claim: str = "",
+              gpu_counts: dict[str, Any] | None = None) -> None:
+    """Refuse, before any stage runs, settings a GPU task or a remote stage would refuse hours later.
 
     ``launches``: one ``{"stage", "skip_uri", "mode", "workers", "overrides"}`` per launching stage
-    (a stage whose ``skip_uri`` is set does not run). Today: a RayJob with worker pods needs the
-    shared work volume (``mini_o3.launch.shared_work_problem``)."""
+    (a stage whose ``skip_uri`` is set does not run): a RayJob with worker pods needs the shared work
+    volume (``mini_o3.launch.shared_work_problem``). ``gpu_counts``: pipeline parameter → GPU count
+    (``gpu_count``)."""
     from mini_o3.launch import LaunchSettings, shared_work_problem
     from mini_o3.overrides import apply_overrides
 
+    for name, value in sorted((gpu_counts or {}).items()):
+        gpu_count(value, name)
     for launch in launches:
         if launch.get("skip_uri"):
             continue
