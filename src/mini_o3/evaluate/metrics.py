@@ -137,3 +137,57 @@ def behaviour_summary(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "mean_generated_tokens": sum(generated) / n,
         "mean_context_tokens": sum(int(s.get("context_tokens") or 0) for s in samples) / n,
     }
+
+
+# -- MME-RealWorld breakdown -----------------------------------------------------------------
+# The official aggregation, yfzhang114/MME-RealWorld @87096fc evaluation/eval_your_results.py
+# (lines 70-126; VLMEvalKit's get_dimension_rating and lmms-eval's mme_realworld_aggregate_results
+# are copies): items are counted per Task (Perception / Reasoning) > Subtask (domain) > Category,
+# and every accuracy (category, subtask, task, overall) is correct items / items of that group,
+# i.e. item-weighted. The README adds "Avg-C", the unweighted mean of a task's subtask accuracies.
+
+
+def mme_category_key(category: str) -> str:
+    """The official category key: lower-cased; any ``…attribute…`` category folds into
+    ``<first part>/attribute`` (eval_your_results.py lines 73, 78-79)."""
+    key = category.lower()
+    if "attribute" in key:
+        key = key.split("/")[0] + "/attribute"
+    return key
+
+
+def _accuracy(scores: list[float]) -> dict[str, Any]:
+    return {"questions": len(scores), "accuracy": sum(scores) / len(scores)}
+
+
+def mme_realworld_accuracy(items: Sequence[tuple[str, str, str, float]]) -> dict[str, Any]:
+    """MME-RealWorld's official breakdown of ``(task, subtask, category, score)`` per question.
+
+    ``score`` is the question's mean sample score in [0, 1] (its 0/1 correctness when k = 1, which
+    reproduces the official numbers exactly). Returns ``questions`` and item-weighted ``accuracy``
+    overall, and per task (Perception first) the same plus ``avg_c`` (unweighted mean of its
+    subtask accuracies) and ``subtasks`` → ``categories`` (official keys). Only groups holding
+    questions are listed (the official printout also lists empty subtasks, as 0)."""
+    tree: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for task, subtask, category, score in items:
+        if not 0.0 <= score <= 1.0:
+            raise ValueError(f"MME-RealWorld question score must be in [0, 1], got {score!r}")
+        tree.setdefault(task, {}).setdefault(subtask, {}).setdefault(mme_category_key(category), []).append(score)
+    every = [s for subs in tree.values() for cats in subs.values() for scores in cats.values() for s in scores]
+    if not every:
+        return {"questions": 0, "accuracy": None, "tasks": {}}
+    tasks = {}
+    for task in sorted(tree, key=lambda t: ({"Perception": 0, "Reasoning": 1}.get(t, 2), t)):
+        subtasks = {}
+        for subtask in sorted(tree[task]):
+            cats = tree[task][subtask]
+            subtasks[subtask] = {
+                **_accuracy([s for scores in cats.values() for s in scores]),
+                "categories": {c: _accuracy(cats[c]) for c in sorted(cats)},
+            }
+        tasks[task] = {
+            **_accuracy([s for cats in tree[task].values() for scores in cats.values() for s in scores]),
+            "avg_c": sum(s["accuracy"] for s in subtasks.values()) / len(subtasks),
+            "subtasks": subtasks,
+        }
+    return {**_accuracy(every), "tasks": tasks}

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import EvalConfig
-from .metrics import behaviour_summary, score_summary
+from .metrics import behaviour_summary, mme_realworld_accuracy, score_summary
 from .store import SampleStore
 
 if TYPE_CHECKING:
@@ -67,6 +67,9 @@ def build_report(questions: list[Question], store: SampleStore, config: EvalConf
             "data_sources": {ds: summarize(g, config.seed) for ds, g in _by(items, lambda q: q.record.data_source).items()},
             "categories": {c or "-": summarize(g, config.seed) for c, g in _by(items, lambda q: q.record.category).items()},
         }
+        mme = mme_realworld_summary(items)
+        if mme is not None:
+            benchmarks[bench]["mme_realworld"] = mme
     return {
         "policy": spec,
         "config_hash": config.config_hash(spec),
@@ -123,7 +126,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(_pct(row[ds] / 100) if ds in row else "–" for ds, _ in columns) + " |")
     lines += ["", "k per column: " + ", ".join(f"{label} k={s['k']}" for label, (_, s) in zip(labels, columns)), ""]
     for bench, data in report["benchmarks"].items():
-        lines += _bench_section(bench, data)
+        lines += _bench_section(bench, data) + mme_section(data.get("mme_realworld"))
     return "\n".join(lines) + "\n"
 
 
@@ -150,6 +153,43 @@ def _bench_section(bench: str, data: dict[str, Any]) -> list[str]:
     lines += ["", "| Category | Questions | Avg@k | SE | maj@k |", "|---|---:|---:|---:|---:|"]
     for cat, s in data["categories"].items():
         lines.append(f"| {cat} | {s['questions']} | {_pct(s['avg_at_k'])} | {_pct(s['se'])} | {_pct(s['maj_at_k'])} |")
+    return lines + [""]
+
+
+# -- MME-RealWorld ---------------------------------------------------------------------------
+
+
+def mme_realworld_summary(items: list[tuple[Question, list[dict[str, Any]]]]) -> dict[str, Any] | None:
+    """The official MME-RealWorld breakdown (``metrics.mme_realworld_accuracy``) of the group's
+    MME-RealWorld questions, each scored by its mean over scored samples; None when it has none."""
+    rows = []
+    for q, samples in items:
+        scores = [s["score"] for s in samples if s["score"] is not None]
+        if q.record.data_source.startswith("mme_realworld") and scores:
+            meta = q.record.meta
+            rows.append((meta.get("task") or "-", meta.get("subtask") or "-", meta.get("category") or "-",
+                         sum(scores) / len(scores)))
+    return mme_realworld_accuracy(rows) if rows else None
+
+
+def mme_section(mme: dict[str, Any] | None) -> list[str]:
+    """report.md lines of the MME-RealWorld breakdown: per task its item-weighted accuracy, Avg-C
+    and subtask accuracies (categories are in report.json)."""
+    if not mme:
+        return []
+    lines = [
+        "### MME-RealWorld: Perception / Reasoning (official aggregation)",
+        "",
+        f"Overall {_pct(mme['accuracy'])} over {mme['questions']} questions, item-weighted as the official "
+        "`eval_your_results.py`; Avg-C = unweighted mean of a task's subtask accuracies (the README's Avg-C).",
+        "",
+        "| Task | Subtask | Questions | Accuracy |",
+        "|---|---|---:|---:|",
+    ]
+    for task, t in mme["tasks"].items():
+        lines += [f"| {task} | all | {t['questions']} | {_pct(t['accuracy'])} |",
+                  f"| {task} | Avg-C | {len(t['subtasks'])} subtask{'s' * (len(t['subtasks']) != 1)} | {_pct(t['avg_c'])} |"]
+        lines += [f"| {task} | {sub} | {s['questions']} | {_pct(s['accuracy'])} |" for sub, s in t["subtasks"].items()]
     return lines + [""]
 
 
