@@ -193,6 +193,7 @@ def test_schedule_job_uploads_then_schedules_with_the_charts_secrets(helm, chart
         "s3_endpoint": "http://seaweedfs.kubeflow.svc.cluster.local:9000",
         "s3_secret_name": "mini-o3-s3",
         "judge_secret_name": "mini-o3-judge",
+        "judge_enabled": "true",
         "hf_token_secret_name": "mini-o3-hf-token",
         "mlflow_tracking_uri": "http://rel-mini-o3-mlflow.ml.svc.cluster.local:5000",  # the chart's server wins
         "gpus": "2",
@@ -213,6 +214,26 @@ def test_inline_values_create_secrets_with_the_keys_the_pipelines_read(helm, cha
     }
     azure = {s["metadata"]["name"]: s["stringData"] for s in by_kind(render(helm, chart, CHART / "ci" / "mlflow-values.yaml"), "Secret")}
     assert azure["mini-o3-judge"] == {"END_POINT": "https://acme.openai.azure.com", "API_KEY": "azure-test-key", "API_VERSION": "2024-06-01"}
+
+
+def test_scheduled_rule_scoring_run_passes_the_kfp_drivers_secret_rule(helm, chart):
+    """judge.enabled=false schedules ``judge_enabled=false`` with the judge Secret's name still set:
+    the KFP 2.17.0 driver resolves every Secret name of that run (kubeflow/pipelines 2.17.0,
+    backend/src/v2/driver/k8s.go:347-377 + resolve.go:499-523: an empty name fails the task)."""
+    from fixtures import kfp_driver as driver
+
+    from mini_o3.kfp.client import resolve_params
+
+    manifests = render(helm, chart, CHART / "ci" / "schedule-values.yaml", sets=("judge.enabled=false",))
+    (job,) = by_kind(manifests, "Job")
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    raw = [args[i + 1] for i, a in enumerate(args) if a == "--param"]
+    params = resolve_params(ROOT / "pipelines" / "evaluate.yaml", raw)
+    assert params["judge_enabled"] is False and params["judge_secret_name"] == "mini-o3-judge"
+    spec, platform = yaml.safe_load_all((ROOT / "pipelines" / "evaluate.yaml").read_text())
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    mounted = [driver.secret_names(executors.get(t.executor, {}), t.dag_params) for t in driver.executor_tasks(spec, params)]
+    assert mounted and all(mounted)
 
 
 def test_existing_secrets_are_referenced_not_created(helm, chart):

@@ -96,7 +96,7 @@ def launch(mode="rayjob", **extra):
 
 def containers(manifest):
     cluster = manifest["spec"]["rayClusterSpec"]
-    pods = [cluster["headGroupSpec"]["template"], *(g["template"] for g in cluster["workerGroupSpecs"]),
+    pods = [cluster["headGroupSpec"]["template"], *(g["template"] for g in cluster.get("workerGroupSpecs", [])),
             manifest["spec"]["submitterPodTemplate"]]
     return [c for pod in pods for c in pod["spec"]["containers"]]
 
@@ -237,3 +237,14 @@ def test_preflight_refuses_a_multi_pod_rayjob_without_the_shared_volume_before_a
     steps.preflight(launches=[_launch("rl", workers=0), _launch("sft", mode="ray", workers=2)])
     with pytest.raises(StageError, match=r"^sft: "):
         steps.preflight(launches=[_launch("sft", mode="inprocess", overrides=["mode=rayjob"], workers="2")])
+
+
+def test_rl_with_the_judge_switched_off_mounts_no_judge_secret(cluster, tmp_path, monkeypatch):
+    """p0_judge_enabled=false: rule rewards and no judge secretKeyRef on the Ray pods, even where the
+    launcher pod has judge credentials (the Secret name itself stays non-empty: KFP refuses "")."""
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    steps.rl(engine="local", model_uri="s3://b/m", train_uri="s3://b/t", val_uri="", run_root=str(tmp_path / "r"),
+             overrides=["rollout_n=2"], launch=launch(workers=0, gpus_per_worker=0), judge_enabled=False,
+             parent_run_id="", tracking_uri="", s3_endpoint="")
+    assert cluster.params["overrides"] == ["judge.enabled=false", "rollout_n=2"]
+    assert not any(key in env_of(c) for c in containers(cluster.manifest) for key in steps.JUDGE_SECRET_KEYS)

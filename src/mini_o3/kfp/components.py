@@ -28,15 +28,15 @@ def init_run(storage_root: str, kfp_run_id: str, pipeline: str, experiment: str,
              s3_endpoint: str, params: dict, work_volume_claim: str = "", sft_skip_uri: str = "",
              sft_launch_mode: str = "inprocess", sft_workers: int = 0, sft_launch_overrides: list = [],  # noqa: B006
              rl_skip_uri: str = "", rl_launch_mode: str = "inprocess", rl_workers: int = 0,
-             rl_launch_overrides: list = [], gpu_counts: dict = {}  # noqa: B006
+             rl_launch_overrides: list = [], gpu_counts: dict = {}, secret_names: dict = {}  # noqa: B006
              ) -> NamedTuple("InitOutputs", [("parent_run_id", str), ("run_root", str)]):
-    """Check the run's launch settings and GPU counts (before any GPU work), start the MLflow parent
-    run (tagged with the KFP run id) and fix the run's storage root."""
+    """Check the run's launch settings, GPU counts and Secret names (before any GPU work), start the
+    MLflow parent run (tagged with the KFP run id) and fix the run's storage root."""
     from collections import namedtuple
 
     from mini_o3.kfp import steps
 
-    steps.preflight(gpu_counts=gpu_counts, launches=[
+    steps.preflight(gpu_counts=gpu_counts, secret_names=secret_names, launches=[
         {"stage": "sft", "skip_uri": sft_skip_uri, "mode": sft_launch_mode, "workers": sft_workers,
          "overrides": sft_launch_overrides},
         {"stage": "rl", "skip_uri": rl_skip_uri, "mode": rl_launch_mode, "workers": rl_workers,
@@ -112,8 +112,8 @@ def sft(data_uri: str, base_model: str, run_root: str, overrides: list, launch_m
 
 def rl(engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str, overrides: list, launch_mode: str,
        ray_address: str, workers: int, gpus_per_worker: str, node_selector: dict, tolerations: list,
-       launch_overrides: list, s3_secret_name: str, judge_secret_name: str, hf_token_secret_name: str,
-       accelerator: str, parent_run_id: str, mlflow_tracking_uri: str, s3_endpoint: str, work_volume_claim: str,
+       launch_overrides: list, s3_secret_name: str, judge_secret_name: str, judge_enabled: bool,
+       hf_token_secret_name: str, accelerator: str, parent_run_id: str, mlflow_tracking_uri: str, s3_endpoint: str, work_volume_claim: str,
        metrics: Output[Metrics]) -> NamedTuple("RLOutputs", [("model_uri", str)]):
     """GRPO (reference engine in this pod, or verl on Ray / a KubeRay RayJob); returns the sealed model URI."""
     from collections import namedtuple
@@ -130,7 +130,7 @@ def rl(engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str,
                   env={"MINI_O3_S3_ENDPOINT": s3_endpoint, "MLFLOW_TRACKING_URI": mlflow_tracking_uri},
                   work_volume_claim=work_volume_claim)
     result = steps.rl(engine=engine, model_uri=model_uri, train_uri=train_uri, val_uri=val_uri, run_root=run_root,
-                      overrides=overrides, launch=launch, parent_run_id=parent_run_id,
+                      overrides=overrides, launch=launch, judge_enabled=judge_enabled, parent_run_id=parent_run_id,
                       tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint)
     for key, value in sorted(result.metrics.items()):
         metrics.log_metric(key.replace("@", "_at_"), value)
@@ -138,7 +138,7 @@ def rl(engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str,
 
 
 def evaluate(model_uri: str, bench_uri: str, run_root: str, k: int, backend: str, overrides: list,
-             judge_secret_name: str, accelerator: str, gpus: str, parent_run_id: str, mlflow_tracking_uri: str,
+             judge_secret_name: str, judge_enabled: bool, accelerator: str, gpus: str, parent_run_id: str, mlflow_tracking_uri: str,
              s3_endpoint: str, metrics: Output[Metrics]) -> str:
     """Avg@k of a model on a benchmark collection (vLLM with tensor parallelism over the pod's GPUs,
     or the local HF policy); returns the eval URI."""
@@ -147,7 +147,8 @@ def evaluate(model_uri: str, bench_uri: str, run_root: str, k: int, backend: str
     count = steps.gpu_count(gpus, "gpus")
     steps.log_hardware("evaluate", backend, accelerator, count, 1)
     result = steps.evaluate(model_uri=model_uri, bench_uri=bench_uri, run_root=run_root, k=k, backend=backend, gpus=count,
-                            overrides=overrides, judge=bool(judge_secret_name), parent_run_id=parent_run_id,
+                            overrides=overrides, judge_enabled=judge_enabled, judge_secret_name=judge_secret_name,
+                            parent_run_id=parent_run_id,
                             tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint)
     for key, value in sorted(result.metrics.items()):
         metrics.log_metric(key, value)

@@ -11,6 +11,9 @@ Every run is bracketed by ``init-run`` (MLflow parent run tagged with the KFP ru
 or FAILED when a stage failed). Caching is off on every task: each writes object storage under
 its run's root and logs to MLflow. Secrets are referenced by NAME only (pipeline parameters,
 ``kubernetes.use_secret_as_env``); their values never enter the pipeline spec or the run record.
+A Secret name is never empty: the KFP 2.17 driver refuses ``""`` for a ``secretNameParameter``
+before it reads ``optional``, so ``init-run`` checks every name first, and the judge is switched
+off by a boolean (``p0_judge_enabled`` / ``judge_enabled``), not by an empty name.
 """
 
 # No ``from __future__ import annotations``: KFP reads the pipeline signatures' real annotations.
@@ -73,6 +76,7 @@ def build_train(c: Components | None = None) -> Any:
         p0_s3_endpoint: str = "",
         p0_s3_secret_name: str = "mini-o3-s3",
         p0_judge_secret_name: str = "mini-o3-judge",
+        p0_judge_enabled: bool = True,
         p0_hf_token_secret_name: str = "mini-o3-hf-token",
         p0_gpu_type: str = "nvidia.com/gpu",
         p0_gpu_node_selector: dict = {},  # noqa: B006
@@ -119,7 +123,8 @@ def build_train(c: Components | None = None) -> Any:
             p0_mlflow_tracking_uri: MLflow tracking server URI; empty: MLFLOW_TRACKING_URI of the pod, else a file store under a local run root, else off; none: off.
             p0_s3_endpoint: S3 endpoint URL (MINI_O3_S3_ENDPOINT), e.g. http://minio.minio:9000; empty: AWS default.
             p0_s3_secret_name: Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (mounted as env on every task).
-            p0_judge_secret_name: Secret with the LLM judge endpoint and key (END_POINT, API_KEY, API_VERSION or OPENAI_BASE_URL, OPENAI_API_KEY); optional; empty: rule scoring only.
+            p0_judge_secret_name: Secret with the LLM judge endpoint and key (END_POINT, API_KEY, API_VERSION or OPENAI_BASE_URL, OPENAI_API_KEY), mounted optionally; never empty (the KFP driver refuses an empty Secret name): to score with rules only set p0_judge_enabled=false.
+            p0_judge_enabled: LLM judge for RL rewards and evaluation (the paper's protocol); false: rule scorers only (evaluation protocol "rule", RL judge.enabled=false).
             p0_hf_token_secret_name: Secret with HF_TOKEN for gated hub downloads; optional.
             p0_gpu_type: Accelerator resource of GPU pods (nvidia.com/gpu).
             p0_gpu_node_selector: nodeSelector of GPU pods and RayJob workers (JSON object).
@@ -172,7 +177,9 @@ def build_train(c: Components | None = None) -> Any:
             sft_launch_overrides=p2_sft_launch_overrides, rl_skip_uri=p3_rl_model_uri,
             rl_launch_mode=p3_rl_launch_mode, rl_workers=p3_rl_workers, rl_launch_overrides=p3_rl_launch_overrides,
             gpu_counts={"p2_sft_gpus": p2_sft_gpus, "p3_rl_gpus_per_worker": p3_rl_gpus_per_worker,
-                        "p4_eval_gpus": p4_eval_gpus}),
+                        "p4_eval_gpus": p4_eval_gpus},
+            secret_names={"p0_s3_secret_name": p0_s3_secret_name, "p0_judge_secret_name": p0_judge_secret_name,
+                          "p0_hf_token_secret_name": p0_hf_token_secret_name}),
             s3, "light", "init run (MLflow parent)")
         run = dict(parent_run_id=init.outputs["parent_run_id"], mlflow_tracking_uri=p0_mlflow_tracking_uri,
                    s3_endpoint=p0_s3_endpoint)
@@ -234,7 +241,8 @@ def build_train(c: Components | None = None) -> Any:
                            workers=p3_rl_workers, gpus_per_worker=p3_rl_gpus_per_worker,
                            node_selector=p0_gpu_node_selector, tolerations=p0_gpu_tolerations,
                            launch_overrides=p3_rl_launch_overrides, s3_secret_name=s3,
-                           judge_secret_name=p0_judge_secret_name, hf_token_secret_name=p0_hf_token_secret_name,
+                           judge_secret_name=p0_judge_secret_name, judge_enabled=p0_judge_enabled,
+                           hf_token_secret_name=p0_hf_token_secret_name,
                            accelerator=p0_gpu_type, work_volume_claim=p0_work_volume_claim, **run)
             with dsl.If(p3_rl_model_uri != "", name="use-rl-model"):
                 rl_old_model = _common(c.use_artifact(uri=p3_rl_model_uri, kind="model", s3_endpoint=p0_s3_endpoint),
@@ -251,6 +259,7 @@ def build_train(c: Components | None = None) -> Any:
                                    backend=p4_eval_backend, overrides=p4_eval_overrides, gpus=p4_eval_gpus,
                                    gpu_type=p0_gpu_type, node_selector=p0_gpu_node_selector,
                                    tolerations=p0_gpu_tolerations, s3=s3, judge=p0_judge_secret_name,
+                                   judge_enabled=p0_judge_enabled,
                                    hf=p0_hf_token_secret_name, run=run)
             _common(c.report(eval_uri=evaluation, run_root=root, base_model=p2_sft_base_model, sft_model_uri=sft_model,
                              rl_model_uri=rl_model, title="Mini-o3 training run", **run), s3, "light", "5 report")
@@ -259,11 +268,12 @@ def build_train(c: Components | None = None) -> Any:
 
 
 def _evaluate(c: Components, *, model_uri: Any, bench_uri: Any, root: Any, k: Any, backend: Any, overrides: Any,
-              gpus: Any, gpu_type: Any, node_selector: Any, tolerations: Any, s3: Any, judge: Any, hf: Any,
+              gpus: Any, gpu_type: Any, node_selector: Any, tolerations: Any, s3: Any, judge: Any,
+              judge_enabled: Any, hf: Any,
               run: dict) -> Any:
     """Evaluation on a CPU pod (backend local) or a GPU pod (vllm); returns the eval URI channel."""
     args = dict(model_uri=model_uri, bench_uri=bench_uri, run_root=root, k=k, backend=backend, overrides=overrides,
-                judge_secret_name=judge, accelerator=gpu_type, gpus=gpus, **run)
+                judge_secret_name=judge, judge_enabled=judge_enabled, accelerator=gpu_type, gpus=gpus, **run)
     with dsl.If(backend == "local", name="evaluate-on-cpu"):
         cpu = _hf(_judge(_common(c.evaluate(**args), s3, "eval", "4 evaluate (local HF policy)"), judge), hf)
     with dsl.Else(name="evaluate-on-gpu"):
@@ -283,6 +293,7 @@ def build_evaluate(c: Components | None = None) -> Any:
         k: int = 0,
         storage_root: str = "s3://mini-o3/runs",
         judge_secret_name: str = "mini-o3-judge",
+        judge_enabled: bool = True,
         s3_secret_name: str = "mini-o3-s3",
         mlflow_tracking_uri: str = "",
         experiment: str = "mini-o3-eval",
@@ -305,7 +316,8 @@ def build_evaluate(c: Components | None = None) -> Any:
             benchmarks: Comma-separated name[=source] (visualprobe_hard, vstar, hrbench_4k, mme_realworld, synthetic, ...).
             k: Samples per question; 0: the paper's k per benchmark (32 VisualProbe / V*, 8 HR-Bench, 1 MME-RealWorld).
             storage_root: Object-storage prefix of run artifacts (s3://bucket/prefix); each run writes under <root>/<KFP run id>/.
-            judge_secret_name: Secret with the LLM judge endpoint and key (END_POINT, API_KEY, API_VERSION or OPENAI_BASE_URL, OPENAI_API_KEY); empty: rule scoring only.
+            judge_secret_name: Secret with the LLM judge endpoint and key (END_POINT, API_KEY, API_VERSION or OPENAI_BASE_URL, OPENAI_API_KEY), mounted optionally; never empty (the KFP driver refuses an empty Secret name): to score with rules only set judge_enabled=false.
+            judge_enabled: LLM judge for free-form answers (the paper's protocol); false: rule scorers only (evaluation protocol "rule").
             s3_secret_name: Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
             mlflow_tracking_uri: MLflow tracking server URI; empty: MLFLOW_TRACKING_URI of the pod, else a file store under a local run root, else off; none: off.
             experiment: MLflow experiment of the parent run.
@@ -325,7 +337,9 @@ def build_evaluate(c: Components | None = None) -> Any:
             storage_root=storage_root, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, pipeline=EVALUATE_NAME,
             experiment=experiment, mlflow_tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint,
             params=({"model_uri": model_uri, "benchmarks": benchmarks, "k": f"{k}",
-                                      "backend": backend, "bench_uri": bench_uri}), gpu_counts={"gpus": gpus}),
+                                      "backend": backend, "bench_uri": bench_uri}), gpu_counts={"gpus": gpus},
+            secret_names={"s3_secret_name": s3_secret_name, "judge_secret_name": judge_secret_name,
+                          "hf_token_secret_name": hf_token_secret_name}),
             s3_secret_name, "light", "init run (MLflow parent)")
         run = dict(parent_run_id=init.outputs["parent_run_id"], mlflow_tracking_uri=mlflow_tracking_uri,
                    s3_endpoint=s3_endpoint)
@@ -348,7 +362,7 @@ def build_evaluate(c: Components | None = None) -> Any:
             evaluation = _evaluate(c, model_uri=model.output, bench_uri=bench, root=root, k=k, backend=backend,
                                    overrides=eval_overrides, gpus=gpus, gpu_type=gpu_type,
                                    node_selector=gpu_node_selector, tolerations=gpu_tolerations, s3=s3_secret_name,
-                                   judge=judge_secret_name, hf=hf_token_secret_name, run=run)
+                                   judge=judge_secret_name, judge_enabled=judge_enabled, hf=hf_token_secret_name, run=run)
             _common(c.report(eval_uri=evaluation, run_root=root, base_model="", sft_model_uri="",
                              rl_model_uri=model.output, title="Mini-o3 evaluation", **run),
                     s3_secret_name, "light", "2 report")

@@ -16,6 +16,7 @@ from typing import Any
 
 from mini_o3 import storage
 from mini_o3.launch.presets import JUDGE_SECRET_KEYS, judge_secret_env, s3_secret_env
+from mini_o3.launch.settings import DNS_1123_SUBDOMAIN
 from mini_o3.stages import StageError, StageResult, Tracking, read_result
 from mini_o3.stages.common import basename, is_hub_model
 
@@ -65,19 +66,37 @@ def gpu_count(value: Any, name: str) -> int:
     return int(text)
 
 
+def secret_name_problem(name: str, value: Any) -> str | None:
+    """Why the KFP driver would refuse ``value`` as the Secret name of a ``secretNameParameter``, or
+    None. The 2.17 driver fails a task whose Secret name resolves to ``""`` ("failed to resolve
+    secret name") before it reads ``optional``, so an empty name can never mean "no Secret"."""
+    if not isinstance(value, str) or not value:
+        return (f"{name} is empty: KFP refuses an empty Secret name even for an optional Secret; keep a name "
+                "(the Secret need not exist when it is optional)" + ("; to score without the LLM judge set "
+                                                                    "the judge_enabled parameter to false"
+                                                                    if "judge" in name else ""))
+    if len(value) > 253 or not DNS_1123_SUBDOMAIN.match(value):
+        return f"{name}={value!r} is not a Secret name (a DNS-1123 subdomain: lower-case letters, digits, '-', '.')"
+    return None
+
+
 def preflight(*, launches: Sequence[dict[str, Any]] = (), work_volume_claim: str = "",
-              gpu_counts: dict[str, Any] | None = None) -> None:
+              gpu_counts: dict[str, Any] | None = None, secret_names: dict[str, Any] | None = None) -> None:
     """Refuse, before any stage runs, settings a GPU task or a remote stage would refuse hours later.
 
     ``launches``: one ``{"stage", "skip_uri", "mode", "workers", "overrides"}`` per launching stage
     (a stage whose ``skip_uri`` is set does not run): a RayJob with worker pods needs the shared work
     volume (``mini_o3.launch.shared_work_problem``). ``gpu_counts``: pipeline parameter → GPU count
-    (``gpu_count``)."""
+    (``gpu_count``). ``secret_names``: pipeline parameter → Secret name (``secret_name_problem``)."""
     from mini_o3.launch import LaunchSettings, shared_work_problem
     from mini_o3.overrides import apply_overrides
 
     for name, value in sorted((gpu_counts or {}).items()):
         gpu_count(value, name)
+    for name, value in sorted((secret_names or {}).items()):
+        problem = secret_name_problem(name, value)
+        if problem:
+            raise StageError(problem)
     for launch in launches:
         if launch.get("skip_uri"):
             continue
@@ -230,16 +249,20 @@ def sft(*, data_uri: str, model: str, run_root: str, overrides: Sequence[str], l
 
 
 def rl(*, engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str, overrides: Sequence[str],
-       launch: dict[str, Any], parent_run_id: str, tracking_uri: str, s3_endpoint: str) -> StageResult:
+       launch: dict[str, Any], parent_run_id: str, tracking_uri: str, s3_endpoint: str,
+       judge_enabled: bool = True) -> StageResult:
     """RL in this pod (reference engine on the pod's device) or on Ray / a RayJob (verl across
-    ``workers`` × ``gpus_per_worker`` GPUs, or the reference engine on the head)."""
+    ``workers`` × ``gpus_per_worker`` GPUs, or the reference engine on the head). ``judge_enabled``
+    false: rule rewards only (``judge.enabled=false``) and no judge Secret on the Ray pods."""
     from mini_o3.stages import rl_stage
 
     setup_env(s3_endpoint)
     tracking = _tracking(parent_run_id, tracking_uri, run_root)
     out_uri = storage.join(run_root, "rl")
     val = [val_uri] if val_uri else []
-    if not judge_available(launch.get("judge_secret_name", ""), "rl"):
+    if not judge_enabled:
+        launch = {**launch, "judge_secret_name": ""}
+    if not judge_enabled or not judge_available(launch.get("judge_secret_name", ""), "rl"):
         overrides = ["judge.enabled=false", *overrides]  # an explicit user override still wins
     if launch["mode"] == "inprocess":
         return rl_stage(engine, model_uri, [train_uri], val, out_uri, overrides=list(overrides), tracking=tracking,
@@ -252,12 +275,25 @@ def rl(*, engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: s
     return _remote("rl", argv, settings, run_root, out_uri)
 
 
+def rule_protocol_overrides() -> list[str]:
+    """EvalConfig overrides that ask for rule-only scoring explicitly (``protocol=rule``, where the
+    EvalConfig has a protocol; the default protocol "paper" judges every sample with the LLM judge)."""
+    from mini_o3.evaluate.config import EvalConfig
+
+    return ["protocol=rule"] if "protocol" in EvalConfig.model_fields else []
+
+
 def evaluate(*, model_uri: str, bench_uri: str, run_root: str, k: int, backend: str, overrides: Sequence[str],
-             judge: bool, parent_run_id: str, tracking_uri: str, s3_endpoint: str, gpus: int = 1) -> StageResult:
+             judge_enabled: bool, judge_secret_name: str, parent_run_id: str, tracking_uri: str, s3_endpoint: str,
+             gpus: int = 1) -> StageResult:
+    """Avg@k with the LLM judge (``judge_enabled`` and the judge Secret's keys in this pod), else with
+    rule scorers under protocol "rule" (asked for explicitly; a user override still wins)."""
     from mini_o3.stages import eval_stage
 
     setup_env(s3_endpoint)
-    judge = judge and judge_available("the pipeline's judge_secret_name", "evaluate")
+    judge = judge_enabled and judge_available(judge_secret_name, "evaluate")
+    if not judge:
+        overrides = [*rule_protocol_overrides(), *overrides]
     return eval_stage(model_uri, [bench_uri], storage.join(run_root, "eval"), k=k or None, backend=backend,
                       overrides=list(overrides), judge=judge, tracking=_tracking(parent_run_id, tracking_uri, run_root),
                       gpus=max(1, gpus))
