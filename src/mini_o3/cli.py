@@ -192,30 +192,48 @@ def rl(
     console.print(f"[green]done[/green] {out} (verl exit code {run.returncode})")
 
 
+EVAL_SET_HELP = ("EvalConfig override KEY=VALUE (repeatable; dotted keys): max_turns=32, temperature=0, "
+                 "protocol=rule, judge.model=..., judge.base_url=..., judge.api=openai|azure, judge.cache_path=..., "
+                 "judge_failure=exclude, ...")
+
+
 @app.command("eval")
 def evaluate(
     policy: str = typer.Option(..., "--policy", help="openai:URL[#served-model], vllm:MODEL (served for the run) or local:MODEL_DIR."),
     bench: list[Path] = typer.Option(..., "--bench", help="Prepared benchmark folder (repeatable)."),
     k: Optional[int] = typer.Option(None, "--k", min=1, help="Samples per question (default: 32 VP/V*, 8 HR, 1 MME)."),
     out: Path = typer.Option(..., "--out", help="Output folder; re-running into it resumes finished samples."),
-    overrides: list[str] = typer.Option([], "--set", help="EvalConfig override KEY=VALUE (repeatable; dotted keys)."),
+    protocol: Optional[str] = typer.Option(
+        None, "--protocol", help="Scoring: paper (default; the LLM judge scores every sample, as the paper) or rule "
+                                 "(rule scorers only; numbers not comparable to the paper's)."),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Judge model (default gpt-4o-2024-11-20, the paper's)."),
+    judge_base_url: Optional[str] = typer.Option(
+        None, "--judge-base-url", help="Judge endpoint (OpenAI-compatible, or the Azure endpoint with --judge-api azure); "
+                                       "default: END_POINT (azure) or OPENAI_BASE_URL from the environment."),
+    judge_api: Optional[str] = typer.Option(None, "--judge-api", help="auto (azure when END_POINT is set), openai or azure."),
+    judge_cache: Optional[Path] = typer.Option(None, "--judge-cache", help="sqlite file caching judge verdicts across runs."),
+    judge_failure: Optional[str] = typer.Option(
+        None, "--judge-failure", help="A judge call failing after its retries: score_zero (default, as upstream) or exclude."),
+    overrides: list[str] = typer.Option([], "--set", help=EVAL_SET_HELP),
     gpus: int = typer.Option(1, "--gpus", min=1, help="vllm: GPUs for the server (split into tensor-parallel x replicas)."),
 ) -> None:
-    """Avg@k over benchmarks with multi-turn crop-tool rollouts; report, plots and trajectory viewer."""
-    from mini_o3.evaluate.runner import EvalError, resolve_config, run_eval
-    from mini_o3.evaluate.serve import ServeError, VLLMServer, eval_serve_config
+    """Avg@k over benchmarks with multi-turn crop-tool rollouts; report, plots and trajectory viewer.
 
-    sets = list(overrides) + ([f"k={k}"] if k is not None else [])
+    Scored under the paper's protocol by default (judge credentials: OPENAI_API_KEY, or END_POINT,
+    API_VERSION and API_KEY for Azure as the paper; --judge-base-url for a keyless server).
+    """
+    from mini_o3.evaluate.runner import EvalError, resolve_config, run_eval
+
+    flags = {"protocol": protocol, "judge.model": judge_model, "judge.base_url": judge_base_url, "judge.api": judge_api,
+             "judge.cache_path": judge_cache, "judge_failure": judge_failure, "k": k}
+    sets = list(overrides) + [f"{key}={value}" for key, value in flags.items() if value is not None]
     try:
-        if policy.startswith("vllm:"):  # no endpoint given: serve the model for the run
-            # the server's context and image limits follow the evaluation config (e.g. max_images=32)
-            config = eval_serve_config(policy.removeprefix("vllm:"), resolve_config(None, sets), gpus)
-            with VLLMServer(config) as server:
-                spec = f"openai:{server.base_url}#{config.served_model_name}"
-                result = run_eval(spec, list(bench), out, overrides=sets, progress=True)
-        else:
-            result = run_eval(policy, list(bench), out, overrides=sets, progress=True)
-    except (EvalError, ServeError, ValueError, FileNotFoundError) as exc:
+        config = resolve_config(None, sets)
+        console.print(f"scoring protocol [bold]{config.protocol}[/bold]"
+                      + (f" (judge {config.judge.model})" if config.protocol == "paper"
+                         else ": rule scorers only, numbers not comparable to the paper's"))
+        result = run_eval(policy, list(bench), out, config, progress=True, gpus=gpus)
+    except (EvalError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     console.print(f"[green]wrote[/green] {result.files.get('report.md', out)}")
 

@@ -132,14 +132,57 @@ def test_eval_command_with_the_local_tiny_model(tmp_path):
     synth, model, out = tmp_path / "Synth", tmp_path / "tiny", tmp_path / "eval"
     run("synth", "--out", str(synth), "--n-train", "1", "--n-test", "2", "--width-range", "512", "640", "--height-range", "512", "640")
     run("tiny-model", "--out", str(model))
-    args = ["eval", "--policy", f"local:{model}", "--bench", str(synth), "--k", "2", "--out", str(out), "--set", "max_tokens_per_turn=6"]
-    run(*args)
+    args = ["eval", "--policy", f"local:{model}", "--bench", str(synth), "--k", "2", "--out", str(out), "--set", "max_tokens_per_turn=6",
+            "--protocol", "rule"]
+    assert "scoring protocol rule" in run(*args).stderr
     report = json.loads((out / "report.json").read_text())
+    assert report["protocol"]["name"] == "rule" and "not comparable to the paper" in (out / "report.md").read_text()
     assert "report.md" in run(*args).stderr  # a re-run reuses the stored samples
     assert len((out / next(p.name for p in out.glob("samples-*.jsonl"))).read_text().splitlines()) == 4
     assert (out / "viewer.html").is_file() and report
     bad = run("eval", "--policy", "ftp:x", "--bench", str(synth), "--out", str(out), ok=False)
     assert bad.returncode == 2 and "ftp:x" in bad.stderr
+
+
+NO_JUDGE_ENV = {k: v for k, v in ENV.items() if k not in ("END_POINT", "API_VERSION", "API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL")}
+
+
+def test_eval_help_shows_the_protocol_and_the_judge():
+    text = run("eval", "--help").stdout
+    for flag in ("--protocol", "--judge-model", "--judge-base-url", "--judge-api", "--judge-cache", "--judge-failure",
+                 "judge.base_url", "not comparable"):
+        assert flag in text, flag
+
+
+def test_eval_scores_under_the_paper_protocol_by_default(tmp_path, scripted_server):
+    """No --protocol: the scripted OpenAI-compatible judge scores every sample (the paper's
+    evaluation, Mini-o3/Mini-o3 @8654dbf README.md L181/L195: val_only with the hybrid reward
+    manager, verl/trainer/main_ppo.py L149-156); without judge credentials it is one clear line."""
+    from fixtures.scripted_server import ScriptedItem
+
+    from mini_o3.data.bench import read_records, sample_meta
+
+    synth, out = tmp_path / "Synth", tmp_path / "eval"
+    run("synth", "--out", str(synth), "--n-train", "1", "--n-test", "3", "--width-range", "512", "640", "--height-range", "512", "640")
+    records = read_records(synth / "val.parquet")
+    server = scripted_server(items={r.problem.replace("<image>\n", "", 1): ScriptedItem(
+        r.problem.replace("<image>\n", "", 1), r.answer, tuple(sample_meta(r).target_bbox_rel)) for r in records})
+    base = ["eval", "--policy", f"openai:{server.base_url}#oracle", "--bench", str(synth), "--k", "1", "--out", str(out),
+            "--set", "max_turns=3", "--set", "max_images=3"]
+    proc = subprocess.run([CLI, *base, "--judge-model", "judge", "--set", f"judge.base_url={server.base_url}"],
+                          capture_output=True, text=True, env=NO_JUDGE_ENV, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "scoring protocol paper" in proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["protocol"]["name"] == "paper" and report["config"]["protocol"] == "paper"
+    assert report["benchmarks"]["Synth"]["overall"]["behaviour"]["judge_calls"] == len(records)
+    assert len(server.chat_requests("judge")) == len(records)
+    assert "Scoring protocol **paper**" in (out / "report.md").read_text()
+    missing = subprocess.run([CLI, *base[:-4], "--out", str(tmp_path / "other")], capture_output=True, text=True,
+                             env=NO_JUDGE_ENV, timeout=600)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "OPENAI_API_KEY" in missing.stderr and "--protocol rule" in missing.stderr
+    assert len([line for line in missing.stderr.splitlines() if "error" in line]) == 1
 
 
 def test_serve_without_vllm_installed_is_a_clear_error(tmp_path):

@@ -15,7 +15,8 @@ from mini_o3.evaluate.config import EvalConfig
 from mini_o3.evaluate.runner import EvalError, run_eval
 
 N_TEST = 6
-FAST = dict(k=2, max_turns=4, max_images=4, concurrency=4, viewer_samples=6)
+#: Runner mechanics with the rule protocol (the paper protocol's judge: test_eval_runner_openai.py).
+FAST = dict(k=2, max_turns=4, max_images=4, concurrency=4, viewer_samples=6, protocol="rule")
 
 
 @pytest.fixture(scope="module")
@@ -105,18 +106,29 @@ def test_kill_and_resume_gives_the_same_report(bench, tmp_path):
 def test_bad_inputs_are_named(bench, tmp_path):
     with pytest.raises(EvalError, match="no val.parquet"):
         run_eval(ENDLESS, [tmp_path], tmp_path / "x", progress=False)
-    with pytest.raises(EvalError, match="unknown kind"):
-        run_eval("vllm:foo", [bench], tmp_path / "x", progress=False)
+    with pytest.raises(EvalError, match="unknown kind 'ftp'"):
+        run_eval("ftp:foo", [bench], tmp_path / "x", overrides=["protocol=rule"], progress=False)
     with pytest.raises(EvalError, match="nope"):
         run_eval(ENDLESS, [bench], tmp_path / "x", overrides=["nope=1"], progress=False)
     with pytest.raises(EvalError, match="not a model folder"):
+        run_eval(f"local:{tmp_path}", [bench], tmp_path / "x", overrides=["protocol=rule"], progress=False)
+
+
+def test_paper_protocol_without_judge_credentials_fails_first(bench, tmp_path, monkeypatch):
+    """The default protocol needs the judge: no credentials is one line naming the setting and
+    the rule-only choice, before any policy or model is loaded."""
+    for name in ("END_POINT", "API_VERSION", "API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(EvalError, match=r"OPENAI_API_KEY.*--protocol rule") as info:
         run_eval(f"local:{tmp_path}", [bench], tmp_path / "x", progress=False)
+    assert "\n" not in str(info.value) and not (tmp_path / "x").exists()
 
 
 def test_tiny_model_local_policy(bench, tiny_dir, tmp_path):
-    config = EvalConfig(k=1, limit=2, max_turns=2, max_tokens_per_turn=8, concurrency=2)
+    config = EvalConfig(k=1, limit=2, max_turns=2, max_tokens_per_turn=8, concurrency=2, protocol="rule")
     result = run_eval(f"local:{tiny_dir}", [bench], tmp_path / "tiny", config, progress=False)
     o = result.report["benchmarks"]["synth"]["overall"]
     assert o["questions"] == 2 and o["samples"] == 2 and 0.0 <= o["avg_at_k"] <= 1.0
     assert o["behaviour"]["generated_tokens"] > 0
     assert (tmp_path / "tiny" / "report.md").is_file()
+    assert result.report["policy"].startswith(f"local:{Path(tiny_dir).resolve()}@")  # names the model's content

@@ -40,17 +40,23 @@ def test_request_settings_follow_the_seed(scripted_server):
 
 
 def test_cache_hit_persists(scripted_server, tmp_path):
+    """Keys hold the prediction as sent: upstream formats the unstripped strict match into the
+    prompt (Mini-o3/Mini-o3 @8654dbf verl/utils/reward_score/general_qa_tool.py L288-292, L308),
+    so "  42 " is another prompt than "42" and must not reuse its verdict."""
     server = scripted_server()
     cache = str(tmp_path / "judge.sqlite")
     first = _judge(server, cache_path=cache)
     assert not first(Q, "42", "42").cached
-    hit = first(Q, "42", "  42 ")  # same normalized prediction
+    hit = first(Q, "42", "42")
     assert hit.cached and hit.score == 1.0 and hit.attempts == 0
+    assert not first(Q, "42", "  42 ").cached  # other prompt bytes, other key
     first.close()
     again = _judge(server, cache_path=cache)
-    assert again(Q, "42", "42").cached and len(again.cache) == 1
+    assert again(Q, "42", "42").cached and len(again.cache) == 2
     assert not again(Q, "43", "42").cached  # other ground truth, other key
-    assert len(server.chat_requests()) == 2
+    assert len(server.chat_requests()) == 3
+    user = server.chat_requests()[1].body["messages"][1]["content"]
+    assert "**Model Predicted Answer**:   42 \n" in user
     other_model = _judge(server, cache_path=cache, model="judge_flaky")
     assert not other_model(Q, "42", "42").cached
 

@@ -39,6 +39,9 @@ _RUN_CONTROL = {"k", "k_by_family", "default_k", "limit", "concurrency", "viewer
 Protocol = Literal["paper", "rule"]
 PROTOCOLS: tuple[str, ...] = ("paper", "rule")
 
+#: ServeConfig fields that only say how the server is run, not what it generates.
+_SERVE_TRANSPORT = {"executable", "host", "port", "health_timeout_s", "stop_timeout_s", "log_path"}
+
 #: Judge settings that can change a score (the rest is transport: retries, sleeps, cache, ...).
 _JUDGE_OUTCOME = {"api", "model", "base_url", "max_attempts", "temperature_step", "max_tokens", "prompt_version"}
 
@@ -86,6 +89,9 @@ class EvalConfig(BaseModel):
                                   "counted) or drops the sample from the metrics")
     openai: dict[str, Any] = Field(default_factory=dict,
                                    description="extra OpenAIPolicyConfig fields for openai: policies (retries, timeouts, ...)")
+    serve: dict[str, Any] = Field(default_factory=dict,
+                                  description="extra ServeConfig fields for vllm: policies (gpu_memory_utilization, "
+                                              "extra_args, dtype, ...)")
     # -- run control ------------------------------------------------------------------------
     concurrency: int = Field(16, ge=1, description="episodes in flight (local: batch size of one rollout call)")
     limit: int | None = Field(None, ge=1, description="first N questions of each benchmark only")
@@ -132,6 +138,7 @@ class EvalConfig(BaseModel):
     def config_hash(self, policy_spec: str) -> str:
         """12 hex digits fingerprinting the policy and every outcome-relevant setting."""
         data = self.model_dump(mode="json", exclude=_RUN_CONTROL)
+        data["serve"] = {k: v for k, v in data["serve"].items() if k not in _SERVE_TRANSPORT}
         if self.protocol == "rule":
             data.pop("judge")
             data.pop("judge_failure")

@@ -5,7 +5,8 @@ Prompts and the reply parser are ``mini_o3.task.judge``. Per call: temperature
 error sleeps and retries WITHOUT counting an attempt (bounded by ``max_rate_limit_waits``).
 A final failure is ``JudgeResult(failed=True, score=None)``, never a silent 0: the runner
 decides (score 0 like the seed's validation, or exclude). Results are cached persistently
-(sqlite) by (prompt version, judge model, question, ground truth, normalized prediction).
+(sqlite) by (prompt version, judge model, question, ground truth, prediction): the prediction as
+sent, so a cached verdict always answers the same prompt bytes.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mini_o3.task.judge import REFERENCE_JUDGE_MODEL, judge_request, parse_judge_reply
-from mini_o3.task.scoring import normalize_free_form
 
 #: Version of the judge prompts (``mini_o3.task.judge``) in cache keys.
 JUDGE_PROMPT_VERSION = "mini-o3-v1"
@@ -195,14 +195,15 @@ class Judge:
 
     def cache_key(self, question: str, ground_truth: str, prediction: str) -> str:
         c = self.config
-        fields = [c.prompt_version, c.model, question, ground_truth, normalize_free_form(prediction)]
+        fields = [c.prompt_version, c.model, question, ground_truth, prediction]
         return hashlib.sha256(json.dumps(fields, ensure_ascii=False).encode()).hexdigest()
 
     def __call__(self, question: str, ground_truth: str, prediction: str | None) -> JudgeResult:
         return self.judge(question, ground_truth, prediction)
 
     def judge(self, question: str, ground_truth: str, prediction: str | None) -> JudgeResult:
-        """Score ``prediction`` (the extracted answer). ``None`` (no answer) scores 0 without a call."""
+        """Score ``prediction`` (the extracted answer, sent as given: upstream formats the unstripped
+        strict match into the prompt). ``None`` (no answer block) scores 0 without a call."""
         self._count("calls")
         if prediction is None:
             return JudgeResult(0.0, False, 0, False, "", "no answer")

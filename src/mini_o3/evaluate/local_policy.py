@@ -12,6 +12,7 @@ from .batched_rollout import rollout
 from .config import EvalConfig
 from .hf_backend import HFBackend, SamplingParams
 from .hf_policy import TokenizerCounter
+from .model_identity import model_identity
 
 
 class LocalHFPolicy:
@@ -22,7 +23,7 @@ class LocalHFPolicy:
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():
             raise ValueError(f"local policy: {model_dir} is not a model folder (no config.json)")
-        self.spec = f"local:{model_dir.resolve()}"
+        self.spec = f"local:{model_identity(model_dir)}"  # names the model: resume never mixes models
         self.backend = HFBackend.from_pretrained(model_dir, device=device, max_batch_size=config.concurrency)
         self.processor = self.backend.processor
         self.counter = TokenizerCounter(self.processor.tokenizer)

@@ -58,6 +58,31 @@ def _by(items: list, key) -> dict[str, list]:
     return dict(sorted(groups.items()))
 
 
+#: What each scoring protocol is, in the words report.md prints.
+PROTOCOL_TEXT: dict[str, str] = {
+    "paper": "strict `<answer>` extraction, then the LLM judge on every sample with an answer, multiple choice "
+             "included, as the paper's evaluation (Mini-o3 `trainer.val_only=True` with the hybrid reward manager)",
+    "rule": "the task kit's rule scorers only, no LLM judge",
+}
+#: The line a rule-only report carries.
+NOT_COMPARABLE = "These numbers are not comparable to the paper's: the paper scores every sample with the GPT judge."
+
+
+def protocol_summary(config: EvalConfig, benchmarks: dict[str, Any]) -> dict[str, Any]:
+    """The ``protocol`` block of report.json: name, whether comparable to the paper, judge settings
+    (model, api, prompt version, failure policy; never an endpoint or key) and the judge failures."""
+    out: dict[str, Any] = {"name": config.protocol, "comparable_to_paper": config.protocol == "paper",
+                           "description": PROTOCOL_TEXT[config.protocol]}
+    if config.protocol == "paper":
+        j = config.judge
+        out["judge"] = {"model": j.model, "api": j.api, "prompt_version": j.prompt_version,
+                        "max_attempts": j.max_attempts, "judge_failure": config.judge_failure}
+        out["judge_failures"] = sum(b["overall"]["behaviour"].get("judge_failures", 0) for b in benchmarks.values())
+    else:
+        out["note"] = NOT_COMPARABLE
+    return out
+
+
 def build_report(questions: list[Question], store: SampleStore, config: EvalConfig, spec: str) -> dict[str, Any]:
     """The ``report.json`` dict: per benchmark overall, by data source and by category."""
     benchmarks = {}
@@ -76,6 +101,7 @@ def build_report(questions: list[Question], store: SampleStore, config: EvalConf
         "config": config.model_dump(mode="json"),
         "store": store.path.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "protocol": protocol_summary(config, benchmarks),
         "benchmarks": benchmarks,
     }
 
@@ -117,6 +143,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Config hash `{report['config_hash']}`, max turns {report['config']['max_turns']}, "
         f"max images {report['config']['max_images']}, samples in `{report['store']}`.",
         "",
+        *_protocol_lines(report.get("protocol")),
         "| Model | " + " | ".join(labels) + " |",
         "|---|" + "---:|" * len(labels),
         "| Ours (Avg@k ± SE) | " + " | ".join(
@@ -128,6 +155,18 @@ def render_markdown(report: dict[str, Any]) -> str:
     for bench, data in report["benchmarks"].items():
         lines += _bench_section(bench, data) + mme_section(data.get("mme_realworld"))
     return "\n".join(lines) + "\n"
+
+
+def _protocol_lines(protocol: dict[str, Any] | None) -> list[str]:
+    """The scoring-protocol paragraph (none for a report written before protocols existed)."""
+    if not protocol:
+        return []
+    line = f"Scoring protocol **{protocol['name']}**: {protocol['description']}"
+    if protocol["name"] != "paper":
+        return [line + ".", "", f"**{protocol['note']}**", ""]
+    j = protocol["judge"]
+    return [line + f"; judge `{j['model']}`, judge failures {protocol['judge_failures']} "
+            f"({'scored 0' if j['judge_failure'] == 'score_zero' else 'excluded'}).", ""]
 
 
 def _bench_section(bench: str, data: dict[str, Any]) -> list[str]:

@@ -6,10 +6,12 @@ server's prefix cache is hit) → score each trajectory under ``config.protocol`
 LLM judge on every extracted answer, as upstream's validation; ``rule``: rule scorers only) →
 append to the store → compute metrics → write the report files.
 
-Policies: ``"openai:URL[#model]"`` (``OpenAIChatPolicy``), ``"local:DIR"`` (``LocalHFPolicy``), or an
-object with ``for_episode(question_id, sample) -> Policy`` (one episode per thread) or
+Policies: ``"openai:URL[#model]"`` (``OpenAIChatPolicy``), ``"vllm:MODEL"`` (``VLLMPolicy``: MODEL
+served for the run), ``"local:DIR"`` (``LocalHFPolicy``), or an object with
+``for_episode(question_id, sample) -> Policy`` (one episode per thread) or
 ``rollout_batch(samples, seed) -> list[Trajectory]`` (batched); give it a ``spec`` string, which
-enters the config hash.
+enters the config hash (``vllm:`` and ``local:`` specs name the model: ``model_identity``). A policy
+that is a context manager is entered around the rollouts (only when there is something to roll out).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Union
@@ -33,6 +36,7 @@ from mini_o3.task.scoring import (
 )
 
 from .config import EvalConfig
+from .serve import ServeError
 from .store import SampleStore
 
 
@@ -52,6 +56,10 @@ class BatchPolicy(Protocol):
 #: ``failed``, ``attempts``, ``cached`` and ``reply`` (``evaluate.judge.JudgeResult``).
 JudgeFn = Callable[[str, str, str], Any]
 PolicySpec = Union[str, EpisodePolicy, BatchPolicy]
+
+
+#: Policy spec kinds: ``openai:URL[#model]``, ``vllm:MODEL``, ``local:DIR``.
+POLICY_KINDS = ("openai", "vllm", "local")
 
 
 class EvalError(RuntimeError):
@@ -126,15 +134,13 @@ def resolve_config(config: EvalConfig | None, overrides: Iterable[str]) -> EvalC
     return config
 
 
-def build_policy(spec: PolicySpec, config: EvalConfig) -> tuple[str, EpisodePolicy | BatchPolicy]:
-    """(hash spec, policy) of a policy spec string or object."""
+def build_policy(spec: PolicySpec, config: EvalConfig, *, gpus: int = 1) -> tuple[str, EpisodePolicy | BatchPolicy]:
+    """(hash spec, policy) of a policy spec string or object (``gpus``: the ``vllm:`` server's)."""
     if not isinstance(spec, str):
         if not hasattr(spec, "for_episode") and not hasattr(spec, "rollout_batch"):
             raise EvalError(f"policy {spec!r} has neither for_episode nor rollout_batch")
         return str(getattr(spec, "spec", type(spec).__name__)), spec
-    kind, sep, target = spec.partition(":")
-    if not sep or not target:
-        raise EvalError(f"policy spec {spec!r} must be 'openai:URL[#model]' or 'local:DIR'")
+    kind, target = policy_kind(spec)
     if kind == "local":
         from .local_policy import LocalHFPolicy
 
@@ -145,7 +151,27 @@ def build_policy(spec: PolicySpec, config: EvalConfig) -> tuple[str, EpisodePoli
         return policy.spec, policy
     if kind == "openai":
         return spec, openai_policy(target, config)
-    raise EvalError(f"policy spec {spec!r}: unknown kind {kind!r}; expected 'openai' or 'local'")
+    if kind == "vllm":
+        from pydantic import ValidationError
+
+        from .vllm_policy import VLLMPolicy
+
+        try:
+            vllm = VLLMPolicy(target, config, lambda url: openai_policy(url, config), gpus=gpus, **config.serve)
+        except (ValueError, ValidationError) as exc:
+            raise EvalError(f"policy spec {spec!r}: {exc}") from exc
+        return vllm.spec, vllm
+    raise AssertionError(kind)
+
+
+def policy_kind(spec: str) -> tuple[str, str]:
+    """(kind, target) of a policy spec string; a malformed spec or an unknown kind is an ``EvalError``."""
+    kind, sep, target = spec.partition(":")
+    if not sep or not target:
+        raise EvalError(f"policy spec {spec!r} must be 'openai:URL[#model]', 'vllm:MODEL' or 'local:DIR'")
+    if kind not in POLICY_KINDS:
+        raise EvalError(f"policy spec {spec!r}: unknown kind {kind!r}; expected 'openai', 'vllm' or 'local'")
+    return kind, target
 
 
 def openai_policy(target: str, config: EvalConfig) -> EpisodePolicy:
@@ -272,6 +298,7 @@ def run_eval(
     progress: bool = True,
     *,
     judge: JudgeFn | None = None,
+    gpus: int = 1,
 ) -> EvalResult:
     """Evaluate ``policy_spec`` on every folder of ``bench_dirs``; outputs go to ``out_dir``.
 
@@ -288,17 +315,24 @@ def run_eval(
     names = [Path(d).name for d in bench_dirs]
     if len(set(names)) != len(names):
         raise EvalError(f"benchmark folder names must be distinct, got {names}")
+    if isinstance(policy_spec, str):
+        policy_kind(policy_spec)  # a bad spec is named before the judge is checked
     if config.protocol == "rule":
         judge = None
     elif judge is None:
         judge = build_judge(config)  # missing credentials fail before any model loads
-    spec, policy = build_policy(policy_spec, config)
+    spec, policy = build_policy(policy_spec, config, gpus=gpus)
     config_hash = config.config_hash(spec)
     out_dir = Path(out_dir)
     store = SampleStore(out_dir, config_hash)
     jobs = [(q, j) for q in questions for j in range(q.k) if (q.benchmark, q.record.id, j) not in store]
     tracker = _Progress(questions, store, len(jobs), progress)
-    with tracker:
+    with ExitStack() as serving, tracker:
+        if jobs and hasattr(policy, "__enter__"):
+            try:
+                policy = serving.enter_context(policy)  # e.g. the vllm: server, started only when needed
+            except ServeError as exc:
+                raise EvalError(f"policy {spec}: {exc}") from exc
         if hasattr(policy, "rollout_batch"):
             _run_batched(policy, jobs, store, judge, config, tracker)  # type: ignore[arg-type]
         else:

@@ -118,11 +118,12 @@ def parallelism(model_dir: str | Path, gpus: int) -> tuple[int, int]:
 def eval_serve_config(model: str | Path, eval_config: Any, gpus: int = 1, **fields: Any) -> ServeConfig:
     """The server for an evaluation run: context and image limits from the ``EvalConfig`` (its
     ``max_context`` / ``max_images``, e.g. the 32-image headline setting) and ``gpus`` split by
-    ``parallelism``."""
+    ``parallelism``; ``fields`` (e.g. ``EvalConfig.serve``) override any of these."""
     tp, dp = parallelism(model, gpus)
-    return ServeConfig(model=str(model), max_model_len=eval_config.max_context,
-                       limit_mm_per_prompt={"image": eval_config.max_images}, tensor_parallel_size=tp,
-                       data_parallel_size=dp, **fields)
+    values: dict[str, Any] = dict(model=str(model), max_model_len=eval_config.max_context,
+                                  limit_mm_per_prompt={"image": eval_config.max_images}, tensor_parallel_size=tp,
+                                  data_parallel_size=dp)
+    return ServeConfig(**{**values, **fields})
 
 
 def free_port(host: str = "127.0.0.1") -> int:

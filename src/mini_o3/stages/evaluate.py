@@ -110,15 +110,8 @@ def eval_stage(
                     result = run_eval(backend, benches, out, config, progress=progress)
                 else:
                     model = resolve_model(model_uri, wd / "inputs" / "model", progress=progress)
-                    if backend == "local":
-                        result = run_eval(f"local:{model}", benches, out, config, progress=progress)
-                    else:
-                        from mini_o3.evaluate.serve import VLLMServer, eval_serve_config
-
-                        serve = eval_serve_config(model, config, gpus)
-                        with VLLMServer(serve) as server:
-                            spec = f"openai:{server.base_url}#{serve.served_model_name}"
-                            result = run_eval(spec, benches, out, config, progress=progress)
+                    # vllm: serves the model for the run; its spec names the model (resume never mixes models)
+                    result = run_eval(f"{backend}:{model}", benches, out, config, progress=progress, gpus=gpus)
         except EvalError as exc:
             raise StageError(f"evaluation of {model_uri!r}: {exc}") from exc
         metrics = eval_metrics(result.report)
