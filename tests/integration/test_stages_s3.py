@@ -38,6 +38,9 @@ def test_prepare_and_evaluate_through_s3(s3_server, tiny_dir, tmp_path):
     report = json.loads((local / "report.json").read_text())
     assert report["benchmarks"]["synthetic"]["overall"]["samples"] == 2
     assert report["policy"].startswith("local:")
+    # no judge credentials here: the paper protocol falls back to rule explicitly, recorded and labelled
+    assert stage["info"]["protocol"] == "rule" and "paper protocol needs the LLM judge" in stage["info"]["protocol_fallback"]
+    assert report["protocol"]["name"] == "rule" and "not comparable" in (local / "report.md").read_text()
 
 
 def test_half_written_model_is_refused_before_any_work(s3_server, tiny_dir, tmp_path):
