@@ -1,7 +1,9 @@
 """Rule scorers applied to an extracted answer span (never to the whole chain of thought).
 
-* ``score_multiple_choice``: letter answers written as "(A) x", "A. x", "A", or the option text.
-* ``score_free_form``: exact match after normalising case, spaces, punctuation and numbers.
+* ``score_multiple_choice``: the option letter ``choice.option_letter`` reads (the lmms-eval /
+  VLMEvalKit consensus: "(B) red", "The answer is B", "**B**", "\\boxed{B}", "答案是B", full-width…).
+* ``score_free_form``: exact match after normalising case, spaces, punctuation and numbers
+  (a number keeps its sign: "-3" is not "3").
 * ``score_mme_realworld``: MME-RealWorld's official ``extract_characters_regex`` letter rule.
 """
 
@@ -11,12 +13,13 @@ import re
 import unicodedata
 from typing import Literal, Optional, Sequence
 
-_LETTER_PATTERNS = (
-    re.compile(r"^\(([A-Z])\)"),  # "(A) red"
-    re.compile(r"^([A-Z])[.):](?:\s|$)"),  # "A. red", "A) red", "A: red"
-    re.compile(r"^([A-Z])[.!]?$"),  # "A", "A."
-)
-_OPTION_PREFIX = re.compile(r"^\(?([A-Z])[).:]\s*")
+from .choice import option_letter
+
+__all__ = [
+    "AnswerType", "mme_realworld_letter", "normalize_free_form", "option_letter", "score_answer",
+    "score_free_form", "score_mme_realworld", "score_multiple_choice",
+]
+
 _NUMBER_WORDS = {
     w: str(i)
     for i, w in enumerate(
@@ -24,26 +27,31 @@ _NUMBER_WORDS = {
         "fifteen sixteen seventeen eighteen nineteen twenty".split()
     )
 }
-_TOKEN_RE = re.compile(r"\d+(?:\.\d+)?|[^\W_]+", re.UNICODE)
+#: A number takes a sign (and may start with ".") only when no letter or digit precedes it
+#: ("-3", "x -3", ".5"; not "e-3", "1-2").
+_TOKEN_RE = re.compile(r"(?<![^\W_])[-+]?(?:\d+(?:\.\d+)?|\.\d+)|\d+(?:\.\d+)?|[^\W_]+", re.UNICODE)
+_MINUS = str.maketrans({"\u2212": "-"})
 
 
 def normalize_free_form(text: str) -> str:
-    """Lower-case, NFKC, drop punctuation, fold spaces, canonicalise numbers ("3.0", "three" → "3")."""
-    text = unicodedata.normalize("NFKC", text).lower().strip()
+    """Lower-case, NFKC, drop punctuation, fold spaces, canonicalise numbers ("3.0", "three" → "3",
+    "+3" → "3", "-3.50" → "-3.5", ".5" → "0.5"; the sign stays)."""
+    text = unicodedata.normalize("NFKC", text).translate(_MINUS).lower().strip()
     text = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", text)  # 1,000 -> 1000
     tokens = []
     for token in _TOKEN_RE.findall(text):
         token = _NUMBER_WORDS.get(token, token)
-        if token[0].isdigit():
+        if token[0].isdigit() or token[0] in "+-.":
             token = _canonical_number(token)
         tokens.append(token)
     return " ".join(tokens)
 
 
 def _canonical_number(token: str) -> str:
-    if "." in token:
-        token = token.rstrip("0").rstrip(".")
-    return token.lstrip("0") or "0"
+    sign, digits = ("-", token[1:]) if token[0] == "-" else ("", token.lstrip("+"))
+    whole, _, fraction = digits.partition(".")
+    digits = (whole.lstrip("0") or "0") + ("." + fraction.rstrip("0") if fraction.rstrip("0") else "")
+    return digits if digits == "0" else sign + digits
 
 
 def score_free_form(prediction: Optional[str], ground_truth: str) -> float:
@@ -52,25 +60,6 @@ def score_free_form(prediction: Optional[str], ground_truth: str) -> float:
         return 0.0
     pred = normalize_free_form(prediction)
     return float(bool(pred) and pred == normalize_free_form(ground_truth))
-
-
-def option_letter(text: str, options: Sequence[str] = ()) -> Optional[str]:
-    """The option letter a short answer names, or ``None``.
-
-    Accepts "(A) x", "A. x", "A) x", a bare letter, or text equal (after normalisation) to
-    exactly one option's text; ``options`` may be plain texts or "(A) text" strings.
-    """
-    text = text.strip()
-    for pattern in _LETTER_PATTERNS:
-        match = pattern.match(text)
-        if match and (not options or ord(match.group(1)) - 65 < len(options)):
-            return match.group(1)
-    if options:
-        wanted = normalize_free_form(text)
-        hits = [i for i, opt in enumerate(options) if normalize_free_form(_OPTION_PREFIX.sub("", opt.strip(), 1)) == wanted]
-        if wanted and len(hits) == 1:
-            return chr(65 + hits[0])
-    return None
 
 
 def score_multiple_choice(prediction: Optional[str], ground_truth: str, options: Sequence[str] = ()) -> float:
