@@ -161,6 +161,30 @@ def test_visualprobe_keeps_good_rows_rejects_hostile_ones_and_writes_nothing_out
     assert (world / "secret.png").read_bytes() not in [p.read_bytes() for p in (out / "data").iterdir()]
 
 
+def test_mini_o3_rows_with_extra_keys_are_kept_like_upstreams_pandas_loader(world: Path, caplog):
+    """Upstream reads row files with ``pd.DataFrame(json.load(f))`` (Mini-o3/Mini-o3 @8654dbf,
+    verl/utils/dataset/multimodal_dataset.py lines 190-196): extra keys are just more columns.
+    They are kept in metadata["extra"], with one warning for the file, not rejected row by row."""
+    src = world / "src" / "VisualProbe_Easy"
+    write(src / "data" / "a.jpg", image_bytes(1, "JPEG"))
+    base = {"images": ["VisualProbe_Easy/data/a.jpg"], "problem": "<image>\nWhat is on the sign?",
+            "solution": "stop", "data_source": "visual_probe_easy"}
+    rows = [{**base, "doc_id": "e0", "bbox": [1, 2, 3, 4], "difficulty": "easy"},
+            {**base, "doc_id": "e1", "reward_model": {"style": "rule"}},
+            {**base, "doc_id": "e2"}]
+    write(src / "val.json", rows)
+    out = world / "base" / "VisualProbe_Easy"
+    with caplog.at_level("WARNING", logger="mini_o3.data.bench.visualprobe"):
+        summary = prepare_bench("visualprobe_easy", str(src), out, QUIET, progress=False)
+    records = check_output(out)
+    assert summary.rejected == 0 and [r.id for r in records] == ["e0", "e1", "e2"]
+    assert records[0].meta["extra"] == {"bbox": [1, 2, 3, 4], "difficulty": "easy"}
+    assert records[1].meta["extra"] == {"reward_model": {"style": "rule"}} and "extra" not in records[2].meta
+    warnings = [r.getMessage() for r in caplog.records if r.name == "mini_o3.data.bench.visualprobe"]
+    assert len(warnings) == 1 and warnings[0].endswith("metadata['extra']: bbox, difficulty, reward_model")
+    assert records[0].problem == base["problem"] and records[0].answer == "stop"
+
+
 def test_deepeyes_train_uses_the_train_split(world: Path):
     src = visualprobe_source(world, "DeepEyes_train_4K", "train", "deepeyes_train")
     out = world / "base" / "DeepEyes_train_4K"
@@ -465,6 +489,138 @@ def test_mme_realworld_lmms_eval_parquet(world: Path):
     assert record.category == "Autonomous_Driving/traffic_sign" and record.options[1] == "50"
     assert record.meta["task"] == "Perception" and record.meta["choices"][1] == "(B) 50"
     assert rejected_codes(out) == {"train-00000-of-00001.parquet[18]": "bad_image"}  # row numbers span batches
+
+
+def base64_item(index, image: str, question="How many planes are on the runway?", answer="C",
+                category="Perception/Remote Sensing", options=None, **extra):
+    """One item of the Base64 release's JSON shards (the fields the official
+    evaluation/download_and_prepare_prompt.py and VLMEvalKit's MMERealWorld.load_data read)."""
+    return {"index": index, "image": image, "question": question, "answer": answer, "category": category,
+            "l2-category": "count", "multi-choice options": options or ["(A) 1", "(B) 2", "(C) 3", "(D) 4", "(E) none"],
+            **extra}
+
+
+CN_OPTIONS = ["（A）一", "（B）两", "（C）三", "（D）四", "（E）图中没有飞机"]
+
+
+def base64_source(world: Path) -> Path:
+    """The layout of HF yifanzhang114/MME-RealWorld-Base64: EN shards, CN shards, the Lite TSV."""
+    src = world / "src" / "MME-RealWorld-Base64"
+    images = [b64(image_bytes(40 + i, "PNG", (60, 40))) for i in range(4)]
+    for shard, start in ((0, 0), (1, 2), (10, 4)):  # natural order: 0, 1, 10
+        write(src / "MME-RealWorld" / f"MME_RealWorld_base64_{shard}.json",
+              [base64_item(start + j, images[(start + j) % 4]) for j in range(2)])
+    write(src / "MME-RealWorld-CN" / "MME_RealWorld_CN_base64_0.json", [
+        base64_item(0, images[0], question="跑道上有几架飞机？", options=CN_OPTIONS),
+        base64_item(1, images[1], question="图中的车是什么颜色？", answer="A", category="Reasoning/Monitoring",
+                    options=["（A）红", "（B）蓝", "（C）绿", "（D）白", "（E）无"]),
+    ])
+    write(src / "dataset_info.json", {"not": "an item file"})
+    lite_rows = [
+        {"index": 100, "image": images[0], "question": "Lite Q1?", "answer": "B", "category": "Perception/Monitoring",
+         "l2-category": "Vehicle/counting", "multi-choice options": str(["(A) 1", "(B) 2", "(C) 3", "(D) 4", "(E) 5"])},
+        {"index": 101, "image": "100", "question": "Lite Q2 (same image)?", "answer": "A",
+         "category": "Reasoning/Diagram and Table", "l2-category": "diagram",
+         "multi-choice options": "The choices are listed below:\n(A) x\n(B) y\n(C) z\n(D) w\n(E) v"},
+        {"index": 102, "image": images[1], "question": "Broken?", "answer": "A", "category": "Perception/Monitoring",
+         "l2-category": "x", "multi-choice options": "[unclosed"},
+    ]
+    path = src / "mme_realworld_lite.tsv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(lite_rows[0]), delimiter="\t")
+        writer.writeheader()
+        writer.writerows(lite_rows)
+    return src
+
+
+def test_mme_realworld_base64_shards_stream_in_natural_order_and_skip_cn(world: Path):
+    src = base64_source(world)
+    out = world / "base" / "MME-RealWorld"
+    summary = prepare_bench("mme_realworld", str(src), out, QUIET, progress=False)
+    records = check_output(out)
+    assert [r.id for r in records] == [f"mme_realworld_{i}" for i in range(6)]
+    assert summary.rejected == 0 and summary.skipped_by_reason == {"language zh not in ['en']": 2}
+    assert summary.rows_in == 8 and summary.images == 4
+    record = records[0]
+    assert record.category == "Remote Sensing/count" and record.options == ["1", "2", "3", "4", "none"]
+    assert record.meta["task"] == "Perception" and record.meta["subtask"] == "Remote Sensing"
+    assert (out.parent / record.images[0]).read_bytes() == image_bytes(40, "PNG", (60, 40))
+    assert score_mme_realworld("The best answer is (C)", record.answer, record.meta["choices"]) == 1.0
+
+
+def test_mme_realworld_cn_full_width_options_are_kept_when_asked(world: Path):
+    src = base64_source(world)
+    out = world / "base" / "MME-RealWorld-All"
+    summary = prepare_bench("mme_realworld", str(src), out, BenchPrepConfig(languages=("en", "zh")), progress=False)
+    records = check_output(out)
+    assert summary.rejected == 0 and summary.skipped == 0 and len(records) == 8
+    zh = [r for r in records if r.meta["language"] == "zh"]
+    assert [r.id for r in zh] == ["mme_realworld_zh_0", "mme_realworld_zh_1"]  # no clash with EN index 0, 1
+    assert zh[0].options == ["一", "两", "三", "四", "图中没有飞机"] and zh[0].meta["choices"] == CN_OPTIONS
+    assert zh[1].meta["task"] == "Reasoning" and zh[1].answer == "A"
+    assert score_mme_realworld("C", zh[0].answer, zh[0].meta["choices"]) == 1.0
+    only_zh = world / "base" / "MME-RealWorld-CN"
+    summary = prepare_bench("mme_realworld", str(src / "MME-RealWorld-CN"), only_zh,
+                            BenchPrepConfig(languages=("zh",)), progress=False)
+    assert summary.rows_out == 2 and summary.rejected == 0
+
+
+def test_mme_realworld_lite_tsv(world: Path):
+    src = base64_source(world)
+    out = world / "base" / "MME-RealWorld-Lite"
+    summary = prepare_bench("mme_realworld", str(src), out, BenchPrepConfig(mme_realworld_variant="lite"),
+                            progress=False)
+    records = check_output(out)
+    assert [r.id for r in records] == ["mme_realworld_lite_100", "mme_realworld_lite_101"]
+    first, second = records
+    assert first.data_source == "mme_realworld_lite" and first.category == "Monitoring/Vehicle/counting"
+    assert first.options == ["1", "2", "3", "4", "5"] and first.answer == "B"
+    assert second.options == ["x", "y", "z", "w", "v"] and second.meta["task"] == "Reasoning"
+    assert second.images == first.images  # "100": VLMEvalKit's reference to row 100's image
+    assert rejected_codes(out) == {"mme_realworld_lite.tsv[2]": "bad_field"} and summary.images == 1
+
+
+def test_mme_realworld_bad_shard_is_refused_naming_it(world: Path):
+    src = world / "src" / "MME-RealWorld"
+    write(src / "MME_RealWorld_base64_0.json", '{"index": 0}')
+    with pytest.raises(ValueError, match=r"MME_RealWorld_base64_0.json: expected a JSON list of rows"):
+        prepare_bench("mme_realworld", str(src), world / "o", QUIET, progress=False)
+
+
+def test_mme_realworld_shard_converts_with_memory_far_below_its_size(world: Path):
+    """A 26 MB Base64 shard (1,000 items, 26 KB base64 images): prepare_bench's traced peak (after
+    a warm-up run, so lazy imports are not counted) stays under a third of the file: the shard is
+    streamed and images are decoded a chunk of rows at a time; what grows with the item count is
+    only the records (~2 KB each), held until the parquet is written. (Real items carry ~1 MB
+    images, so the ratio there is far smaller; test_bench_jsonstream bounds the reader itself.)"""
+    import random
+    import tracemalloc
+
+    rng = random.Random(0)
+    noise = Image.frombytes("RGB", (80, 80), rng.randbytes(80 * 80 * 3))
+    src = world / "src" / "MME-RealWorld"
+    path = src / "MME-RealWorld" / "MME_RealWorld_base64_0.json"
+    path.parent.mkdir(parents=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("[")
+        for i in range(1000):
+            noise.putpixel((i % 80, i // 80), (i % 256, 0, 0))
+            buffer = io.BytesIO()
+            noise.save(buffer, format="BMP")
+            handle.write(("," if i else "") + json.dumps(base64_item(i, b64(buffer.getvalue()))))
+        handle.write("]")
+    size = path.stat().st_size
+    assert size > 25_000_000, size
+    warm = write(world / "src" / "warm" / "MME_RealWorld_base64_0.json", [base64_item(0, b64(image_bytes(1)))])
+    prepare_bench("mme_realworld", str(warm.parent), world / "base" / "warm", QUIET, progress=False)  # lazy imports
+    tracemalloc.start()
+    try:
+        summary = prepare_bench("mme_realworld", str(src), world / "base" / "MME", QUIET, progress=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert summary.rows_out == 1000 and summary.images == 1000
+    assert peak < size / 3, (peak, size)
 
 
 # -- synthetic -------------------------------------------------------------------------------

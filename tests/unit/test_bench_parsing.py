@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from mini_o3.data.bench.draft import answer_letter, safe_id, split_options, strip_choice_prefixes, text_field
+from pathlib import Path
+
+from mini_o3.data.bench.draft import (
+    answer_letter, natural_key, safe_id, split_options, strip_choice_prefixes, text_field,
+)
 from mini_o3.data.bench.images import RowError
-from mini_o3.data.bench.mme_realworld import language_of
+from mini_o3.data.bench.mme_realworld import _choices, file_language, language_of
 from mini_o3.data.bench.vstar import shuffle_options, stable_hash
 
 
@@ -58,3 +62,29 @@ def test_vstar_shuffle_is_seeded_per_item_and_keeps_the_answer():
 def test_language_detection():
     assert language_of("How many cars?", "(A) 1") == "en"
     assert language_of("图中有几辆车？") == "zh" and language_of("Q", "(A) 一") == "zh"
+
+
+def test_cn_full_width_choice_brackets():
+    """MME-RealWorld-CN writes "（A）…" (lmms-eval's get_correct_answer maps "（" / "）" to "(" / ")")."""
+    assert strip_choice_prefixes(["（A）一", "（B） 两", "C．三", "D：四"]) == ["一", "两", "三", "四"]
+    with pytest.raises(RowError, match="does not start with"):
+        strip_choice_prefixes(["（A）一", "（C）三"])
+
+
+def test_mme_choice_list_layouts():
+    assert _choices(["(A) 1", "(B) 2"]) == ["(A) 1", "(B) 2"]
+    assert _choices("['(A) 1', '(B) 2']") == ["(A) 1", "(B) 2"]  # the Lite TSV: a list literal
+    assert _choices("The choices are listed below:\n(A) 1\n(B) 2\n") == ["(A) 1", "(B) 2"]  # VLMEvalKit TSV
+    assert _choices("选项如下所示:\n（A）一\n（B）两") == ["（A）一", "（B）两"]
+    with pytest.raises(RowError, match="not a list literal"):
+        _choices("[__import__('os').system('x')]")
+
+
+def test_cn_files_and_shard_order():
+    root = Path("/data/MME-RealWorld-Base64")
+    assert file_language(root / "MME-RealWorld-CN" / "MME_RealWorld_CN_base64_0.json", root) == "zh"
+    assert file_language(root / "MME_RealWorld_CN.json", root) == "zh"
+    assert file_language(root / "MME-RealWorld" / "MME_RealWorld_base64_0.json", root) is None
+    assert file_language(root / "scenic" / "MME_RealWorld.json", root) is None  # "cn" inside a word
+    shards = [Path(f"MME_RealWorld_base64_{i}.json") for i in (10, 2, 0, 1)]
+    assert [p.stem.rsplit("_", 1)[1] for p in sorted(shards, key=natural_key)] == ["0", "1", "2", "10"]

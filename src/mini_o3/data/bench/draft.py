@@ -4,12 +4,16 @@ helpers converters share (field access with clear errors, option parsing, safe i
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
+
+import pyarrow.parquet as pq
 
 from ..schemas import AnswerType
 from .images import RowError
@@ -106,6 +110,27 @@ class SourceRows:
 # -- helpers ---------------------------------------------------------------------------------
 
 
+def natural_key(path: Path) -> list[Any]:
+    """Sort key putting ``shard_2`` before ``shard_10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.as_posix())]
+
+
+def table_rows(path: Path, batch_rows: int = 8) -> Iterator[dict[str, Any]]:
+    """The rows of a parquet file (``batch_rows`` decoded at a time) or a TSV with a header line,
+    streamed; TSV fields may be as long as a base64 image."""
+    if path.suffix.lower() == ".parquet":
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+            yield from batch.to_pylist()
+        return
+    old_limit = csv.field_size_limit()
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            yield from csv.DictReader(handle, delimiter="\t")
+    finally:
+        csv.field_size_limit(old_limit)
+
+
 def load_json_list(path: Path) -> list[Any]:
     """A JSON file holding a list; a broken file raises ``ValueError`` naming it."""
     try:
@@ -174,11 +199,12 @@ def split_options(text: str) -> tuple[str, list[str], str]:
     return question, options, trailer.strip()
 
 
-_CHOICE_PREFIX = re.compile(r"^\(?([A-Z])[).:]\s*")
+#: "(A) x", "A. x", "A: x" and the full-width forms of MME-RealWorld-CN ("（A）x", "A．x", "A：x").
+_CHOICE_PREFIX = re.compile(r"^[(（]?([A-Z])[)）.:．：]\s*")
 
 
 def strip_choice_prefixes(choices: Any) -> list[str]:
-    """``["(A) x", "(B) y"]`` → ``["x", "y"]``; the letters must run A, B, C, …"""
+    """``["(A) x", "(B) y"]`` (or ``"（A）x"``) → ``["x", "y"]``; the letters must run A, B, C, …"""
     if not isinstance(choices, (list, tuple)) or len(choices) < 2 or not all(isinstance(c, str) for c in choices):
         raise RowError("bad_field", f"choices must be a list of two or more strings, got {choices!r:.80}")
     options = []

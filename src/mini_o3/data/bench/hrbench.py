@@ -19,9 +19,7 @@ first row's stored copy, so each distinct image is decoded and checked once. A p
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import sys
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -30,7 +28,7 @@ import pyarrow.parquet as pq
 
 from .draft import (
     ConvertContext, Draft, ImageData, ImageRef, Item, Reject, Skip, SourceRows, answer_letter, safe_id,
-    text_field,
+    table_rows, text_field,
 )
 from .images import RowError
 from ..schemas import problem_text
@@ -74,27 +72,13 @@ def _columns(path: Path) -> list[str]:
         return handle.readline().rstrip("\r\n").split("\t")
 
 
-def _rows(path: Path) -> Iterator[dict[str, Any]]:
-    if path.suffix.lower() == ".parquet":
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS):
-            yield from batch.to_pylist()
-        return
-    old_limit = csv.field_size_limit()
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # base64 images are one field each
-    try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            yield from csv.DictReader(handle, delimiter="\t")
-    finally:
-        csv.field_size_limit(old_limit)
-
-
 def _items(files: list[Path], ctx: ConvertContext) -> Iterator[Item]:
     unique = ctx.config.hrbench_rows == "unique"
     image_ids: dict[str, str] = {}  # row index -> identity of its image (for references)
     first_with_image: dict[str, str] = {}  # image identity -> index of the first row emitted with it
     groups: dict[tuple, int] = {}
     for path in files:
-        for number, row in enumerate(_rows(path)):
+        for number, row in enumerate(table_rows(path, _BATCH_ROWS)):
             where = f"{path.name}[{number}]"
             index: Optional[str] = None
             try:

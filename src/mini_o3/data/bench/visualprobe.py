@@ -6,10 +6,16 @@ answers are free-form, ``category`` is the data source, and the original image p
 ``data_source`` go to ``metadata``. Row image paths are relative to ``BASE_IMAGE_DIR``
 (``VisualProbe_Hard/data/x.jpg``) or to the dataset folder (``data/x.jpg``); both are looked up
 inside the source folder, and absolute paths are refused.
+
+Rows may carry keys beyond the five row fields: upstream reads these files with
+``pd.DataFrame(json.load(f))`` (Mini-o3/Mini-o3 @8654dbf, verl/utils/dataset/multimodal_dataset.py
+lines 190-196), which keeps every key as a column. Such rows are accepted; their extra keys go to
+``metadata["extra"]`` and one warning per file lists them.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,6 +25,10 @@ from ..schemas import MiniO3Row
 from .draft import ConvertContext, Draft, ImageFile, Item, Reject, SourceRows, load_json_list
 from .images import RowError
 from .schema import error_code, short_error
+
+log = logging.getLogger(__name__)
+#: The keys of a Mini-o3 row; any other key of a source row is kept in metadata["extra"].
+ROW_FIELDS = tuple(MiniO3Row.model_fields)
 
 
 def find_rows_file(root: Path, split: str) -> Path:
@@ -44,20 +54,28 @@ def convert(ctx: ConvertContext) -> SourceRows:
 
 def _items(rows: list[Any], path: Path, ctx: ConvertContext) -> Iterator[Item]:
     base = path.parent
+    extra_keys = sorted({k for raw in rows if isinstance(raw, dict) for k in raw if k not in ROW_FIELDS}, key=str)
+    if extra_keys:
+        log.warning("%s: rows carry keys beyond the Mini-o3 row fields, kept in metadata['extra']: %s",
+                    path, ", ".join(map(str, extra_keys)))
     for i, raw in enumerate(rows):
         where = f"{path.name}[{i}]"
         raw_id = raw.get("doc_id") if isinstance(raw, dict) else None
         try:
             if not isinstance(raw, dict):
                 raise RowError("bad_field", f"row must be an object, got {type(raw).__name__}")
+            known = {k: v for k, v in raw.items() if k in ROW_FIELDS}
             try:
-                row = MiniO3Row.model_validate({**raw, "images": _images(raw), "data_source": ctx.data_source})
+                row = MiniO3Row.model_validate({**known, "images": _images(raw), "data_source": ctx.data_source})
             except ValidationError as exc:
                 raise RowError(error_code(exc), short_error(exc)) from None
         except RowError as exc:
             yield Reject(where, exc.code, str(exc), None if raw_id is None else str(raw_id))
             continue
         metadata = {"source_image": row.images[0], "source_data_source": raw.get("data_source")}
+        extra = {str(k): v for k, v in raw.items() if k not in ROW_FIELDS}
+        if extra:
+            metadata["extra"] = extra
         yield Draft(
             where=where,
             id=row.doc_id,
