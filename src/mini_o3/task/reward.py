@@ -8,6 +8,7 @@ from typing import Sequence
 
 _SINGLE_TURN_RE = re.compile(r"^<think>.*</think>.*<answer>.*</answer>$", re.DOTALL)
 _TOOL_TURN_RE = re.compile(r"^<think>.*</think>.*<grounding>.*</grounding>$", re.DOTALL)
+_GROUNDING_RE = re.compile(r"<grounding>(.*?)</grounding>", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -28,32 +29,53 @@ class RewardWeights:
 
 
 def format_reward(turn_outputs: Sequence[str]) -> float:
-    """1.0 when every tool turn is ``<think>…</think>…<grounding>…</grounding>`` with one think
-    pair and no answer tags, and the last turn is one ``<think>…</think>…<answer>…</answer>``."""
+    """The grounding-format reward (weight 0 in the recipe): ``grounding_format_reward(...)[0]``."""
+    return grounding_format_reward(turn_outputs)[0]
+
+
+def grounding_format_reward(turn_outputs: Sequence[str]) -> tuple[float, int]:
+    """``(format_score, tool_call_count)`` exactly as the reference ``grounding_format_reward``
+    (Mini-o3/Mini-o3 @ 8654dbf ``verl/utils/reward_score/general_qa_tool.py`` lines 235-281).
+
+    One turn: the stripped turn must be an answer turn. Several: every turn but the last, stripped,
+    must be a tool turn (the check stops at the first that is not; turns up to it are counted when
+    they hold a ``<grounding>…</grounding>``), and the last turn, *not* stripped, an answer turn.
+    An empty list scores ``(0.0, 0)`` (the reference raises ``IndexError``).
+    """
     if not turn_outputs:
-        return 0.0
-    *tool_turns, last = turn_outputs
-    if not _is_answer_turn(last):
-        return 0.0
-    for turn in tool_turns:
-        if not _TOOL_TURN_RE.match(turn) or _count_think(turn) != 1 or "<answer>" in turn or "</answer>" in turn:
-            return 0.0
-    return 1.0
+        return 0.0, 0
+    if len(turn_outputs) == 1:
+        response = turn_outputs[0].strip()
+        return float(_is_answer_turn(response)), int(bool(_GROUNDING_RE.search(response)))
+    calls, tools_ok = 0, True
+    for turn in turn_outputs[:-1]:
+        response = turn.strip()
+        calls += bool(_GROUNDING_RE.search(response))
+        if not _is_tool_turn(response):
+            tools_ok = False
+            break
+    return float(tools_ok and _is_answer_turn(turn_outputs[-1])), calls
 
 
 def _is_answer_turn(text: str) -> bool:
+    """Reference ``is_valid_direct_answer_grounding``."""
     return (
         _SINGLE_TURN_RE.match(text) is not None
-        and _count_think(text) == 1
-        and text.count("<answer>") == 1
-        and text.count("</answer>") == 1
-        and "<grounding>" not in text
+        and text.count("<think>") == 1 and text.count("</think>") == 1
+        and text.count("<answer>") == 1 and text.count("</answer>") == 1
+        and "<grounding>" not in text and "</grounding>" not in text
     )
 
 
-def _count_think(text: str) -> int:
-    opens, closes = text.count("<think>"), text.count("</think>")
-    return opens if opens == closes else -1
+def _is_tool_turn(text: str) -> bool:
+    """Reference ``is_valid_tool_call_grounding``; its count test is ``!= 1 and != 1`` (only a turn
+    with neither exactly one ``<grounding>`` nor exactly one ``</grounding>`` fails it)."""
+    return (
+        _TOOL_TURN_RE.match(text) is not None
+        and text.count("<think>") == 1 and text.count("</think>") == 1
+        and not (text.count("<grounding>") != 1 and text.count("</grounding>") != 1)
+        and "<answer>" not in text and "</answer>" not in text
+    )
 
 
 def compose_reward(accuracy: float, format_score: float, used_tool: bool, weights: RewardWeights = RewardWeights()) -> float:
