@@ -47,7 +47,8 @@ BENCHMARKS: dict[str, BenchSpec] = {
         BenchSpec("mme_realworld", mme_realworld.convert, "val", ("mme_realworld", "mme_realworld_lite"),
                   "yifanzhang114/MME-RealWorld-Lmms-eval", None,
                   "MME-RealWorld full or Lite (config.mme_realworld_variant; Lite hub id: "
-                  "yifanzhang114/MME-RealWorld-lite-lmms-eval), English only by default"),
+                  "yifanzhang114/MME-RealWorld-lite-lmms-eval; also a local copy of yifanzhang114/MME-RealWorld-Base64 "
+                  "(JSON shards, Lite TSV) or of yifanzhang114/MME-RealWorld (JSON + images)), English only by default"),
         BenchSpec("synthetic", synthetic.convert, "val", ("synthetic_easy", "synthetic_medium", "synthetic_hard"), None,
                   None, "re-emit a folder written by mini_o3.data.synthetic.generate"),
     )
