@@ -30,7 +30,7 @@ def test_credentials_in_the_environment_choose_paper(monkeypatch):
     assert config.protocol == "paper" and fallback is None
 
 
-@pytest.mark.parametrize(("judge", "reason"), [(False, "no judge Secret"), (None, "OPENAI_API_KEY not set")])
+@pytest.mark.parametrize(("judge", "reason"), [(False, "given no judge"), (None, "OPENAI_API_KEY not set")])
 def test_no_judge_falls_back_to_rule_and_says_why(judge, reason):
     config, fallback = scoring_protocol(resolve_config(None, ["max_turns=2"]), judge, ["max_turns=2"])
     assert config.protocol == "rule" and config.max_turns == 2
@@ -38,7 +38,7 @@ def test_no_judge_falls_back_to_rule_and_says_why(judge, reason):
 
 
 def test_explicit_paper_without_a_judge_fails():
-    with pytest.raises(StageError, match="protocol=paper needs the LLM judge.*no judge Secret"):
+    with pytest.raises(StageError, match="protocol=paper needs the LLM judge.*given no judge"):
         scoring_protocol(resolve_config(None, ["protocol=paper"]), False, ["protocol=paper"])
 
 

@@ -61,7 +61,7 @@ def scoring_protocol(config: Any, judge: bool | None, overrides: Sequence[str]) 
     missing = missing_credentials(config.judge)
     if judge is True or (judge is None and not missing):
         return config, None
-    reason = ("the pipeline has no judge Secret" if judge is False
+    reason = ("this stage was given no judge (judge=False: no judge Secret or the judge switched off)" if judge is False
               else f"judge environment variable(s) {', '.join(missing)} not set")
     if any(item.partition("=")[0].strip() == "protocol" for item in overrides):
         raise StageError(f"eval setting protocol=paper needs the LLM judge, but {reason}; "
