@@ -104,6 +104,42 @@ def test_golden_trajectories_replay(processor, name):
     assert all(c["params"]["stop"] == ["</grounding>"] and c["params"]["max_tokens"] == 8192 for c in server.calls)
 
 
+UPSTREAM = json.loads((Path(__file__).parents[1] / "data" / "golden_rl" / "upstream_masks.json").read_text())
+
+
+def unrle(runs):
+    return [value for value, count in runs for _ in range(count)]
+
+
+class IdServer:
+    """Returns the next scripted turn's token ids exactly as vLLM returned them to upstream."""
+
+    def __init__(self, turns):
+        self.turns = [unrle(t["ids"]) for t in turns]
+
+    async def generate(self, request_id, *, prompt_ids, sampling_params, image_data=None, **_):
+        return TokenOutput(token_ids=self.turns.pop(0), stop_reason="completed")
+
+
+@pytest.mark.parametrize("name", sorted(UPSTREAM["cases"]))
+def test_masks_are_upstreams(processor, name):
+    """Upstream's response ids and loss mask, obtained by running Mini-o3/Mini-o3 @8654dbf on the
+    same turns: _async_rollout_a_request + post_process (vllm_async_engine.py:584-803, 888-923;
+    attention = get_final_eos_mask, torch_functional.py:171-198, 1 through the last <|im_end|>)
+    times multi_turn_response_mask, rows zeroed by dp_actor.py:304-330 per flag. Length-cut turns
+    are 8192 ids long, so the loop sees them reach max_tokens (verl reports no finish reason)."""
+    case = UPSTREAM["cases"][name]
+    up = case["upstream"]
+    for setting, flags in UPSTREAM["settings"].items():
+        loop = make_loop(processor, IdServer(case["turns"]), ignore_exceed=flags["ignore_exceed"], ignore_void=flags["ignore_void"])
+        out = run(loop)
+        assert out.response_ids == unrle(up["response_ids"])
+        assert out.response_mask == unrle(up["loss_mask"][setting]), setting
+        assert (out.extra_fields["exceed"], out.extra_fields["void"]) == (up["exceed"], up["void"])
+        assert [list(im.size) for im in out.multi_modal_data["images"]] == up["image_sizes"]
+        assert len(out.prompt_ids) == UPSTREAM["prompt"]["expanded_prompt_len"]
+
+
 def test_exceed_context_undoes_the_observation(processor):
     traj = GOLDEN["trajectories"]["exceed_context"]
     (text, _), = golden_turns(traj)
@@ -128,9 +164,10 @@ def test_validation_loop_allows_twelve_turns_and_ignore_flags(processor):
     out = run(make_loop(processor, ScriptedServer(processor.tokenizer, turns), max_turns=12, split="val"))
     assert out.extra_fields["termination"] == "answer" and out.extra_fields["turns"] == 9 and out.extra_fields["split"] == "val"
     assert len(out.multi_modal_data["images"]) == 9
-    # ignore_exceed=False keeps the generated tokens of an exceed trajectory trainable.
+    # ignore_exceed=False keeps the generated tokens of an exceed trajectory trainable, except the
+    # call it ends on: it follows the last <|im_end|> (upstream's get_final_eos_mask).
     out = run(make_loop(processor, ScriptedServer(processor.tokenizer, [(call, False)] * 6), ignore_exceed=False))
-    assert out.extra_fields["exceed"] and sum(out.response_mask) == 6 * len(processor.tokenizer.encode(call, add_special_tokens=False))
+    assert out.extra_fields["exceed"] and sum(out.response_mask) == 5 * len(processor.tokenizer.encode(call, add_special_tokens=False))
     # ignore_void=True zeroes a void trajectory.
     out = run(make_loop(processor, ScriptedServer(processor.tokenizer, [("<answer>K7Q</answer> more", True)]), ignore_void=True))
     assert out.extra_fields["void"] and sum(out.response_mask) == 0

@@ -2,7 +2,9 @@
 
 Numbers are worked out by hand in the comments (eps = 1e-6 unless said otherwise)."""
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +27,7 @@ from mini_o3.task import (
     trajectory_trainable,
     valid_groups,
 )
+from mini_o3.task.grpo import final_eos_mask
 
 EPS = 1e-6
 LOG = math.log
@@ -174,6 +177,76 @@ def test_model_segments_train_unless_the_row_is_dropped(termination, ignore_exce
 def test_seed_defaults_drop_exceed_and_keep_void():
     assert [t for _, t in trainable_segments(_trajectory("exceed"))] == [False] * 5
     assert [t for _, t in trainable_segments(_trajectory("void"))] == [False, True, False, True, True]
+
+
+# Upstream's get_final_eos_mask, run on these ids (tests/data/golden_rl/upstream_masks.json).
+UPSTREAM = json.loads((Path(__file__).parents[1] / "data" / "golden_rl" / "upstream_masks.json").read_text(encoding="utf-8"))
+IM_END_ID = UPSTREAM["eos_id"]
+
+
+def unrle(runs):
+    return [value for value, count in runs for _ in range(count)]
+
+
+@pytest.mark.parametrize("row", UPSTREAM["get_final_eos_mask"], ids=lambda r: str(r["ids"]))
+def test_final_eos_mask_is_upstreams_on_edge_rows(row):
+    """Mini-o3/Mini-o3 verl/utils/torch_functional.py:171-198 @8654dbf (``get_final_eos_mask``,
+    eos_token=[151645]): 1 through the last <|im_end|>, 0 after, all 0 without one."""
+    assert final_eos_mask(row["ids"], IM_END_ID) == row["mask"]
+
+
+@pytest.mark.parametrize("name", sorted(UPSTREAM["cases"]))
+def test_final_eos_mask_is_upstreams_attention_mask(name):
+    """The response attention mask upstream's post_process builds (vllm_async_engine.py:916 @8654dbf)
+    for each scripted trajectory: length-cut last turns and exceed tails fall after the last <|im_end|>."""
+    up = UPSTREAM["cases"][name]["upstream"]
+    assert final_eos_mask(unrle(up["response_ids"]), IM_END_ID) == unrle(up["attention_mask"])
+
+
+def test_final_eos_mask_edges():
+    assert final_eos_mask([], 7) == []
+    assert final_eos_mask([7], 7) == [1]
+    assert final_eos_mask([1, 7, 2], 7) == [1, 1, 0]
+
+
+def _episode(last_model, termination, *, tool_tail=False):
+    """prompt, call, observation, then ``last_model`` (an answer, or a call when ``tool_tail``)."""
+    segments = [
+        Segment("env", "<|im_start|>assistant\n", image=0),
+        Segment("model", "<grounding>…</grounding>"),
+        Segment("env", "<|im_end|>\n<|im_start|>user\nobs<|im_end|>\n<|im_start|>assistant\n", image=1),
+        Segment("model", last_model),
+    ]
+    return Trajectory("<image>\nq", MINI_O3_V1, TRAIN_LIMITS, segments=segments, termination=termination)
+
+
+@pytest.mark.parametrize(
+    ("last", "termination", "flags"),
+    [
+        ("<answer>x</answer><|im_end|>", "answer", [False, True, False, True]),  # EOS closes the last turn
+        ("<answer>x</answer> more<|im_end|>", "void", [False, True, False, True]),  # void but closed: trained
+        ("<think>cut by the length lim", "void", [False, True, False, False]),  # length cut: no <|im_end|>
+        ("<answer>x</answer> cut by the len", "void", [False, True, False, False]),
+    ],
+)
+def test_a_last_turn_without_im_end_is_not_trained(last, termination, flags):
+    """Upstream's loss mask is attention (1 through the last <|im_end|>, get_final_eos_mask,
+    vllm_async_engine.py:916) x multi_turn_response_mask (dp_actor.py:310-312 @8654dbf)."""
+    assert [t for _, t in trainable_segments(_episode(last, termination))] == flags
+
+
+def test_the_call_an_exceed_episode_ends_on_is_not_trained_even_when_kept():
+    """ignore_exceed=False keeps the row (dp_actor.py:316-322 not applied), but the unclosed call
+    after the last injected <|im_end|> still has attention 0."""
+    traj = _episode("<grounding>…</grounding>", "exceed")
+    assert [t for _, t in trainable_segments(traj, ignore_exceed=False)] == [False, True, False, False]
+    assert [t for _, t in trainable_segments(traj)] == [False] * 4
+
+
+def test_nothing_trains_without_any_im_end():
+    traj = Trajectory("<image>\nq", MINI_O3_V1, TRAIN_LIMITS, termination="void",
+                      segments=[Segment("env", "<|im_start|>assistant\n", image=0), Segment("model", "cut")])
+    assert [t for _, t in trainable_segments(traj)] == [False, False]
 
 
 # -- masked_mean, kl_penalty, entropy ------------------------------------------------------------------

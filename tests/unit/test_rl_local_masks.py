@@ -1,10 +1,15 @@
 """Loss masks of the local engine on scripted trajectories (exact ids, no model)."""
 
+import json
+from pathlib import Path
+
 import pytest
 from PIL import Image
 
+from mini_o3.evaluate.hf_policy import TokenizerCounter
 from mini_o3.rl.local.batch import build_sample
 from mini_o3.task import (
+    TRAIN_LIMITS,
     EpisodeSample,
     PolicyOutput,
     RolloutLimits,
@@ -27,13 +32,13 @@ def processor():
 
 
 def scripted(processor, *texts):
-    """A policy that emits fixed texts and reports their ids (+ EOS on the answer turn)."""
+    """A policy that emits fixed texts and reports their ids (+ EOS on a turn without a tool call)."""
     tok = processor.tokenizer
     outputs = iter(texts)
 
     def policy(request):
         text = next(outputs)
-        ids = tok.encode(text, add_special_tokens=False) + ([IM_END] if "<answer>" in text else [])
+        ids = tok.encode(text, add_special_tokens=False) + ([IM_END] if "</grounding>" not in text else [])
         return PolicyOutput(text, "stop", len(ids), tuple(ids))
 
     return policy
@@ -41,7 +46,7 @@ def scripted(processor, *texts):
 
 def generated_ids(processor, *texts):
     tok = processor.tokenizer
-    return [tok.encode(t, add_special_tokens=False) + ([IM_END] if "<answer>" in t else []) for t in texts]
+    return [tok.encode(t, add_special_tokens=False) + ([IM_END] if "</grounding>" not in t else []) for t in texts]
 
 
 def episode(policy, limits=LIMITS):
@@ -89,7 +94,8 @@ def test_exceed_trajectory_is_all_zero(processor):
     sample = build_sample(traj, processor)
     assert sample.loss_mask.sum() == 0 and sample.num_trainable == 0
     kept = build_sample(traj, processor, ignore_exceed=False)
-    assert kept.num_trainable == sum(len(g) for g in generated_ids(processor, CALL, CALL))
+    # The row is kept, but the call it ends on follows the last <|im_end|>: only the first call trains.
+    assert kept.num_trainable == len(generated_ids(processor, CALL)[0])
 
 
 def test_void_trains_unless_ignored(processor):
@@ -104,3 +110,49 @@ def test_text_only_model_segments_are_tokenised(processor):
     sample = build_sample(traj, processor)
     ids, mask = sample.input_ids.tolist(), [int(m) for m in sample.loss_mask.tolist()]
     assert [ids[s:s + n] for s, n in runs(mask)] == generated_ids(processor, ANSWER)
+
+
+# -- upstream's masks (tests/data/golden_rl/upstream_masks.json) ------------------------------------
+UPSTREAM = json.loads((Path(__file__).parents[1] / "data" / "golden_rl" / "upstream_masks.json").read_text(encoding="utf-8"))
+
+
+def unrle(runs):
+    return [value for value, count in runs for _ in range(count)]
+
+
+def replay(processor, case):
+    """The scripted turns (ids + finish reason, as vLLM returned them to upstream) through run_episode."""
+    tok = processor.tokenizer
+    turns = [unrle(t["ids"]) for t in case["turns"]]
+    outputs = iter(PolicyOutput(tok.decode(ids, skip_special_tokens=True), t["finish_reason"], len(ids), tuple(ids))
+                   for ids, t in zip(turns, case["turns"]))
+    sample = UPSTREAM["sample"]
+    image = Image.new(sample["image"]["mode"], tuple(sample["image"]["size"]), sample["image"]["color"])
+    return run_episode(lambda request: next(outputs), EpisodeSample(sample["problem"], image, "golden"), TRAIN_LIMITS,
+                       counter=TokenizerCounter(tok))
+
+
+@pytest.mark.parametrize("name", sorted(UPSTREAM["cases"]))
+def test_masks_are_upstreams(processor, name):
+    """Upstream's loss mask, obtained by running Mini-o3/Mini-o3 @8654dbf on the same turns:
+    _async_rollout_a_request + post_process (vllm_async_engine.py:584-803, 888-923: response,
+    multi_turn_response_mask, attention = get_final_eos_mask, torch_functional.py:171-198) and
+    dp_actor.update_policy's mask lines (dp_actor.py:304-330), for the recipe flags, ignore_exceed=False
+    and ignore_void=True. A last turn cut by the length limit, or without <|im_end|>, gets no loss."""
+    case = UPSTREAM["cases"][name]
+    up = case["upstream"]
+    traj = replay(processor, case)
+    assert (traj.termination == "exceed", traj.termination == "void") == (up["exceed"], up["void"])
+    assert [list(im.size) for im in traj.images] == up["image_sizes"] and traj.num_turns == up["round_num"]
+    start = UPSTREAM["prompt"]["expanded_prompt_len"]
+    for setting, flags in UPSTREAM["settings"].items():
+        sample = build_sample(traj, processor, ignore_exceed=flags["ignore_exceed"], ignore_void=flags["ignore_void"])
+        assert sample.input_ids[start:].tolist() == unrle(up["response_ids"])
+        assert [int(m) for m in sample.loss_mask[start:].tolist()] == unrle(up["loss_mask"][setting]), setting
+
+
+def test_a_length_cut_last_turn_gets_no_loss(processor):
+    """The case the old code got wrong: the cut answer turn (no <|im_end|>) was trained in full."""
+    traj = replay(processor, UPSTREAM["cases"]["length_cut_answer"])
+    gen = unrle(UPSTREAM["cases"]["length_cut_answer"]["turns"][0]["ids"])
+    assert traj.termination == "void" and build_sample(traj, processor).num_trainable == len(gen)

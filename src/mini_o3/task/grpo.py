@@ -4,6 +4,12 @@ clipped policy loss (protocol §12–§13, released code = verl fork at Mini-o3 
 Engine-free: group statistics are pure Python; ``policy_loss`` / ``masked_mean`` work on numpy
 arrays and on torch tensors (autograd flows), and import neither at module level.
 
+Loss masks follow the released code (``get_final_eos_mask`` then ``dp_actor.update_policy``):
+a token trains iff the model generated it, it is not after the response's last ``<|im_end|>``,
+and its row is not dropped (exceed under ``ignore_exceed``, void under ``ignore_void``). So a
+final turn without a closing ``<|im_end|>`` (cut by the length limit, or the unclosed tool call
+an exceed episode ends on) never trains, and a response without any ``<|im_end|>`` trains nothing.
+
 Two treatments of **exceed** trajectories (``OverTurnMode``):
 
 * ``code`` (default, the released code): exceed samples keep their reward (normally 0) in the
@@ -21,6 +27,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
+from .prompts import IM_END
 from .trajectory import Segment, Trajectory
 
 OverTurnMode = Literal["code", "paper"]
@@ -32,7 +39,7 @@ MASKED_MEAN_EPS = 1e-6
 
 __all__ = [
     "KLType", "LossAgg", "MASKED_MEAN_EPS", "OverTurnMode", "PolicyLossOutput", "entropy_from_logits",
-    "group_advantages", "kl_penalty", "loss_normalizer", "masked_mean", "policy_loss",
+    "final_eos_mask", "group_advantages", "kl_penalty", "loss_normalizer", "masked_mean", "policy_loss",
     "trainable_segments", "trajectory_trainable", "valid_groups",
 ]
 
@@ -144,15 +151,28 @@ def trajectory_trainable(traj: Trajectory, *, ignore_exceed: bool = True, ignore
     return not (ignore_void and traj.termination == "void")
 
 
+def final_eos_mask(ids: Sequence[int], eos_id: int) -> list[int]:
+    """1 on every token up to and including the last ``eos_id`` of ``ids``, 0 after it; all 0
+    when there is none. The released code's response attention mask (``get_final_eos_mask(response,
+    eos_token=[151645])``, ``verl/utils/torch_functional.py`` at 8654dbf), which the actor
+    multiplies into the loss mask: nothing after the last ``<|im_end|>`` is trained."""
+    last = max((i for i, token in enumerate(ids) if token == eos_id), default=-1)
+    return [1] * (last + 1) + [0] * (len(ids) - last - 1)
+
+
 def trainable_segments(
     traj: Trajectory, *, ignore_exceed: bool = True, ignore_void: bool = False
 ) -> list[tuple[Segment, bool]]:
-    """Each segment with its loss-mask flag: ``model`` segments train, ``env`` segments (prompt,
-    observations, errors, image tokens) never; an exceed trajectory (``ignore_exceed``) or a void
-    one (``ignore_void``) has no trainable segment. Seed defaults: ignore_exceed=True,
-    ignore_void=False."""
+    """Each segment with its loss-mask flag. A ``model`` segment trains when its row does (an
+    exceed trajectory under ``ignore_exceed``, a void one under ``ignore_void``, trains nothing)
+    and an ``<|im_end|>`` closes it: in its own text (the answer turn's EOS) or in a later segment
+    (the injection after a tool call opens with one). ``env`` segments (prompt, observations,
+    errors, image tokens) never train. So a last turn cut by the length limit, or the tool call an
+    exceed episode ends on, is not trained even when its row is (``final_eos_mask`` is the
+    token-level rule engines apply to the ids). Seed defaults: ignore_exceed=True, ignore_void=False."""
     row = trajectory_trainable(traj, ignore_exceed=ignore_exceed, ignore_void=ignore_void)
-    return [(segment, row and segment.producer == "model") for segment in traj.segments]
+    closed = max((i for i, segment in enumerate(traj.segments) if IM_END in segment.text), default=-1)
+    return [(segment, row and segment.producer == "model" and i <= closed) for i, segment in enumerate(traj.segments)]
 
 
 # -- array helpers (numpy or torch) ------------------------------------------------------------

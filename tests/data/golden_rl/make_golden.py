@@ -99,6 +99,24 @@ def scripts(config: RLConfig) -> dict[str, tuple[str, list[PolicyOutput]]]:
             "a tool call that fits under the context cap whose observation would not: observation undone, exceed (context)",
             [PolicyOutput(call([0.3, 0.3, 0.6, 0.6]), num_tokens=near_cap)],
         ),
+        "length_cut_answer": (
+            "a crop, then an answer turn cut by the 8192-token limit (no <|im_end|>): void, that turn gets no loss",
+            [
+                PolicyOutput(call([0.25, 0.25, 0.75, 0.75])),
+                PolicyOutput("<think>The sign is small, let me read each letter", "length", num_tokens=8192),
+            ],
+        ),
+        "length_cut_after_answer": (
+            "a crop, then <answer>K7Q</answer> and more text cut by the length limit: void, rewarded 1, that turn gets no loss",
+            [
+                PolicyOutput(call([0.25, 0.25, 0.75, 0.75])),
+                PolicyOutput(answer("K7Q") + " And then", "length", num_tokens=8192),
+            ],
+        ),
+        "length_cut_first_turn": (
+            "the first turn cut by the length limit: no <|im_end|> in the response, nothing is trained",
+            [PolicyOutput("<think>The sign", "length", num_tokens=8192)],
+        ),
     }
 
 
@@ -132,6 +150,10 @@ GROUPS: dict[str, dict[str, Any]] = {
         "about": "a judge failure drops the whole group in both modes",
         "members": ["tool_answer", "error_turn"],
         "judge_failed": [False, True],
+    },
+    "length_cut": {
+        "about": "a right answer cut by length keeps its reward 1 in the group statistics (no loss on its last turn)",
+        "members": ["length_cut_after_answer", "length_cut_first_turn", "direct_answer", "error_turn"],
     },
     "singleton": {
         "about": "a group of one: mean 0, std 1 for the advantage; std undefined (nan) -> kept",

@@ -2,9 +2,11 @@
 
 Model segments contribute the ids the policy generated (re-tokenised text when it reported none),
 env segments their tokenised text. Each ``<|image_pad|>`` is expanded to the image's token count
-(``grid_thw.prod() // merge**2``) with mask 0. ``loss_mask[t] == 1`` iff token ``t`` was generated
-and its trajectory trains (``trainable_segments``: exceed rows all 0 under ``ignore_exceed``).
-Vision pads a model happened to generate are dropped (no image stands behind them).
+(``grid_thw.prod() // merge**2``) with mask 0. ``loss_mask[t] == 1`` iff token ``t`` was generated,
+its trajectory trains (``trainable_segments``: exceed rows all 0 under ``ignore_exceed``) and it
+is not after the sequence's last ``<|im_end|>`` id (``final_eos_mask``, the released code's
+attention mask): a last turn cut by the length limit gets no loss. Vision pads a model happened
+to generate are dropped (no image stands behind them).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mini_o3.task import Trajectory
-from mini_o3.task.grpo import trainable_segments
+from mini_o3.task.grpo import final_eos_mask, trainable_segments
+from mini_o3.task.prompts import IM_END
 
 IMAGE_PAD = "<|image_pad|>"
 
@@ -91,6 +94,7 @@ def build_sample(
                 mask.append(1 if trains else 0)
     if image != len(counts):
         raise ValueError(f"trajectory {traj.sample_id!r}: {image} {IMAGE_PAD} tokens for {len(counts)} images")
+    mask = [m * e for m, e in zip(mask, final_eos_mask(ids, tokenizer.convert_tokens_to_ids(IM_END)))]
     return TrainSample(
         input_ids=torch.tensor(ids, dtype=torch.long),
         loss_mask=torch.tensor(mask, dtype=torch.float32),

@@ -10,8 +10,10 @@ One episode per call of ``run``, with the task kit's rules (``mini_o3.task.episo
   otherwise the crop tool runs (``CropTool``; raw images from this loop's state) and the exact
   observation / error injection of the prompt set is appended as environment tokens; an
   injection that would reach the context cap is not added (``observation_overflows``): exceed;
-* ``response_mask`` is 1 on generated tokens and 0 on injected ones (image tokens included); an
-  exceed trajectory (``ignore_exceed``) or a void one (``ignore_void``) gets an all-zero mask;
+* ``response_mask`` is 1 on generated tokens and 0 on injected ones (image tokens included), and
+  0 after the response's last ``<|im_end|>`` (``final_eos_mask``, the released code's attention
+  mask: a last turn cut by the length limit gets no loss); an exceed trajectory
+  (``ignore_exceed``) or a void one (``ignore_void``) gets an all-zero mask;
 * ``extra_fields`` carry ``termination``, ``exceed``, ``exceed_reason``, ``void``, ``turns``,
   ``num_crops``, ``context_tokens``, ``turn_outputs`` (the assistant texts the reward reads) and
   ``split``; the reward function and the metrics receive them.
@@ -36,7 +38,8 @@ from verl.utils.tokenizer import build_multimodal_processor_inputs
 
 from mini_o3.task import RolloutLimits, get_prompt_set, resize_initial
 from mini_o3.task.episode import answer_termination, observation_overflows, tool_turn_exceed
-from mini_o3.task.prompts import TOOL_STOP
+from mini_o3.task.grpo import final_eos_mask
+from mini_o3.task.prompts import IM_END, TOOL_STOP
 
 from . import parser as _parser  # noqa: F401  (registers the minio3_grounding parsers in this process)
 from .names import CROP_TOOL_NAME, TRAIN_AGENT, VAL_AGENT  # noqa: F401
@@ -93,7 +96,8 @@ class MiniO3AgentLoop(AgentLoopBase):
         self.response_length = int(self.rollout_config.response_length)
         # Ids past the tokenizer's vocabulary (Qwen2.5's padded embedding rows) are dropped, as the reference does.
         self.vocab_size = len(self.tokenizer)
-        self.eos_ids = {i for i in (self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")) if i is not None}
+        self.im_end_id = self.tokenizer.convert_tokens_to_ids(IM_END)
+        self.eos_ids = {i for i in (self.tokenizer.eos_token_id, self.im_end_id) if i is not None}
 
     # -- tokenisation ---------------------------------------------------------------------------
     def encode(self, text: str, images: Optional[list[Image.Image]] = None) -> list[int]:
@@ -183,10 +187,12 @@ class MiniO3AgentLoop(AgentLoopBase):
             "split": self.split,
         }
         n = self.response_length
+        response_ids, mask = response_ids[:n], mask[:n]
+        mask = [m * e for m, e in zip(mask, final_eos_mask(response_ids, self.im_end_id))]  # after the cut, as upstream
         return AgentLoopOutput(
             prompt_ids=prompt_ids,
-            response_ids=response_ids[:n],
-            response_mask=mask[:n],
+            response_ids=response_ids,
+            response_mask=mask,
             response_logprobs=logprobs[:n] if logprobs else None,
             multi_modal_data={"images": list(state.image_data)},
             mm_processor_kwargs=self._get_mm_processor_kwargs(),
