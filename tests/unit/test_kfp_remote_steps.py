@@ -136,6 +136,9 @@ def test_rl_rayjob_end_to_end(cluster, tmp_path, monkeypatch):
     workers = m["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
     assert workers["replicas"] == 2 and workers["template"]["spec"]["nodeSelector"] == {"pool": "h100"}
     assert workers["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    # verl 0.9.1 reserves {CPU: 3, GPU: 1} per GPU (STRICT_PACK per node) and KubeRay hands Ray the CPU
+    # limit: 8 GPUs need > 24 CPUs (tests/integration/test_rayjob_placement.py places it for real)
+    assert int(workers["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"]) > 3 * 8
     p = cluster.params  # the stage CLI accepted the entrypoint
     assert (p["engine"], p["model_uri"], p["nnodes"], p["gpus_per_node"]) == ("verl", "s3://b/runs/run-42/sft/model", 2, 8)
     assert p["train_uri"] == ["s3://b/runs/run-42/data/rl_data"] and p["val_uri"] == ["s3://b/runs/run-42/data/eval_data"]
@@ -177,6 +180,14 @@ def test_sft_rayjob_cpu_override_wins(cluster, tmp_path):
               s3_endpoint="")
     worker = cluster.manifest["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
     assert worker["resources"]["limits"]["cpu"] == "96"
+
+
+def test_rl_rayjob_cpu_override_wins(cluster, tmp_path):
+    steps.rl(engine="verl", model_uri="s3://b/m", train_uri="s3://b/t", val_uri="", run_root=str(tmp_path / "r"),
+             overrides=[], launch=launch(overrides=["cpus_per_worker=40"]), parent_run_id="", tracking_uri="",
+             s3_endpoint="")
+    worker = cluster.manifest["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+    assert worker["resources"]["limits"]["cpu"] == "40"
 
 
 @pytest.mark.parametrize("secret, env, judged", [("", {}, False), ("mini-o3-judge", {}, False),

@@ -98,11 +98,11 @@ def sft(data_uri: str, base_model: str, run_root: str, overrides: list, launch_m
     gpus = steps.gpu_count(gpus_per_worker, "gpus_per_worker")
     steps.log_hardware("sft", launch_mode, accelerator, gpus, workers)
 
-    launch = dict(mode=launch_mode, ray_address=ray_address, workers=workers, gpus_per_worker=gpus,
-                  node_selector=node_selector, tolerations=tolerations, overrides=launch_overrides, image="",
-                  s3_secret_name=s3_secret_name, judge_secret_name="", hf_token_secret_name=hf_token_secret_name,
-                  env={"MINI_O3_S3_ENDPOINT": s3_endpoint, "MLFLOW_TRACKING_URI": mlflow_tracking_uri},
-                  work_volume_claim=work_volume_claim)
+    launch = steps.launch_of(launch_mode=launch_mode, ray_address=ray_address, workers=workers, gpus_per_worker=gpus,
+                             node_selector=node_selector, tolerations=tolerations, launch_overrides=launch_overrides,
+                             s3_secret_name=s3_secret_name, judge_secret_name="",
+                             hf_token_secret_name=hf_token_secret_name, s3_endpoint=s3_endpoint,
+                             mlflow_tracking_uri=mlflow_tracking_uri, work_volume_claim=work_volume_claim)
     result = steps.sft(data_uri=data_uri, model=base_model, run_root=run_root, overrides=overrides, launch=launch,
                        parent_run_id=parent_run_id, tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint)
     for key, value in sorted(result.metrics.items()):
@@ -113,8 +113,8 @@ def sft(data_uri: str, base_model: str, run_root: str, overrides: list, launch_m
 def rl(engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str, overrides: list, launch_mode: str,
        ray_address: str, workers: int, gpus_per_worker: str, node_selector: dict, tolerations: list,
        launch_overrides: list, s3_secret_name: str, judge_secret_name: str, judge_enabled: bool,
-       hf_token_secret_name: str, accelerator: str, parent_run_id: str, mlflow_tracking_uri: str, s3_endpoint: str, work_volume_claim: str,
-       metrics: Output[Metrics]) -> NamedTuple("RLOutputs", [("model_uri", str)]):
+       hf_token_secret_name: str, accelerator: str, parent_run_id: str, mlflow_tracking_uri: str, s3_endpoint: str,
+       work_volume_claim: str, metrics: Output[Metrics]) -> NamedTuple("RLOutputs", [("model_uri", str)]):
     """GRPO (reference engine in this pod, or verl on Ray / a KubeRay RayJob); returns the sealed model URI."""
     from collections import namedtuple
 
@@ -123,12 +123,11 @@ def rl(engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str,
     gpus = steps.gpu_count(gpus_per_worker, "gpus_per_worker")
     steps.log_hardware("rl", launch_mode, accelerator, gpus, workers)
 
-    launch = dict(mode=launch_mode, ray_address=ray_address, workers=workers, gpus_per_worker=gpus,
-                  node_selector=node_selector, tolerations=tolerations, overrides=launch_overrides, image="",
-                  s3_secret_name=s3_secret_name, judge_secret_name=judge_secret_name,
-                  hf_token_secret_name=hf_token_secret_name,
-                  env={"MINI_O3_S3_ENDPOINT": s3_endpoint, "MLFLOW_TRACKING_URI": mlflow_tracking_uri},
-                  work_volume_claim=work_volume_claim)
+    launch = steps.launch_of(launch_mode=launch_mode, ray_address=ray_address, workers=workers, gpus_per_worker=gpus,
+                             node_selector=node_selector, tolerations=tolerations, launch_overrides=launch_overrides,
+                             s3_secret_name=s3_secret_name, judge_secret_name=judge_secret_name,
+                             hf_token_secret_name=hf_token_secret_name, s3_endpoint=s3_endpoint,
+                             mlflow_tracking_uri=mlflow_tracking_uri, work_volume_claim=work_volume_claim)
     result = steps.rl(engine=engine, model_uri=model_uri, train_uri=train_uri, val_uri=val_uri, run_root=run_root,
                       overrides=overrides, launch=launch, judge_enabled=judge_enabled, parent_run_id=parent_run_id,
                       tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint)

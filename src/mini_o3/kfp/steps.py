@@ -12,6 +12,7 @@ import json
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from mini_o3 import storage
@@ -204,12 +205,42 @@ def launch_settings(*, mode: str, ray_address: str, workers: int, gpus_per_worke
     return apply_overrides(settings, list(overrides), label="launch setting") if overrides else settings
 
 
-def _remote(stage: str, argv: list[str], settings: Any, run_root: str, out_uri: str) -> StageResult:
-    from mini_o3.launch import job_name, run_remote
+@dataclass(frozen=True)
+class RemoteStage:
+    """A stage as it runs remotely: its ``mini-o3 stage`` argv, launch settings and job name."""
 
-    name = job_name(f"mo3-{stage}", basename(run_root))
-    run_remote(["mini-o3", "stage", stage, *argv], settings, name=name)
-    return read_result(stage, out_uri)
+    stage: str
+    argv: list[str]
+    settings: Any
+    name: str
+    out_uri: str
+
+    def run(self) -> StageResult:
+        """Run it (``mini_o3.launch.run_remote``) and read the result the remote stage sealed."""
+        from mini_o3.launch import run_remote
+
+        run_remote(self.argv, self.settings, name=self.name)
+        return read_result(self.stage, self.out_uri)
+
+
+def launch_of(*, launch_mode: str, ray_address: str, workers: int, gpus_per_worker: int, node_selector: dict,
+              tolerations: list, launch_overrides: Sequence[str], s3_secret_name: str, judge_secret_name: str,
+              hf_token_secret_name: str, s3_endpoint: str, mlflow_tracking_uri: str, work_volume_claim: str
+              ) -> dict[str, Any]:
+    """The ``launch`` dict of a stage step (``launch_settings`` arguments) from its component's inputs."""
+    return dict(mode=launch_mode, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
+                node_selector=node_selector, tolerations=tolerations, overrides=list(launch_overrides or []), image="",
+                s3_secret_name=s3_secret_name, judge_secret_name=judge_secret_name,
+                hf_token_secret_name=hf_token_secret_name,
+                env={S3_ENDPOINT_ENV: s3_endpoint, "MLFLOW_TRACKING_URI": mlflow_tracking_uri},
+                work_volume_claim=work_volume_claim)
+
+
+def _remote_stage(stage: str, argv: list[str], settings: Any, run_root: str, out_uri: str) -> RemoteStage:
+    from mini_o3.launch import job_name
+
+    return RemoteStage(stage, ["mini-o3", "stage", stage, *argv], settings, job_name(f"mo3-{stage}", basename(run_root)),
+                       out_uri)
 
 
 def _tracking_argv(tracking: Tracking) -> list[str]:
@@ -222,57 +253,91 @@ def _sets(overrides: Sequence[str]) -> list[str]:
     return [arg for o in overrides for arg in ("--set", o)]
 
 
-def sft(*, data_uri: str, model: str, run_root: str, overrides: Sequence[str], launch: dict[str, Any],
-        parent_run_id: str, tracking_uri: str, s3_endpoint: str) -> StageResult:
-    """SFT in this pod (``launch["mode"] == "inprocess"``) or as LLaMA-Factory's Ray mode on Ray /
-    a RayJob (one training worker per GPU of the cluster)."""
+def _sized(launch: dict[str, Any], cpus: Any) -> dict[str, Any]:
+    """``launch`` with ``cpus_per_worker`` sized by ``cpus(gpus_per_worker)`` ahead of the user's
+    overrides (an explicit ``cpus_per_worker=`` still wins)."""
+    gpus = int(launch.get("gpus_per_worker") or 0)
+    sized = [f"cpus_per_worker={cpus(gpus)}"] if gpus > 0 else []
+    return {**launch, "overrides": [*sized, *(launch.get("overrides") or [])]}
+
+
+def sft_remote(*, data_uri: str, model: str, run_root: str, overrides: Sequence[str], launch: dict[str, Any],
+               tracking: Tracking) -> RemoteStage:
+    """SFT as LLaMA-Factory's Ray mode on Ray / a RayJob (one training worker per GPU of the cluster).
+    LLaMA-Factory 0.9.5 reserves {GPU: 1, CPU: 10} per GPU of the cluster: the worker pods' CPUs are
+    sized for that (else its placement group never fits and the job hangs)."""
     from mini_o3 import images
     from mini_o3.launch.presets import sft_cpus_per_worker
-    from mini_o3.stages import sft_stage
 
-    setup_env(s3_endpoint)
-    tracking = _tracking(parent_run_id, tracking_uri, run_root)
     out_uri = storage.join(run_root, "sft")
-    if launch["mode"] == "inprocess":
-        return sft_stage(data_uri, model, out_uri, overrides=list(overrides), tracking=tracking)
-    # LLaMA-Factory 0.9.5 reserves {GPU: 1, CPU: 10} per GPU of the cluster: size the worker pods'
-    # CPUs for that (else its placement group never fits and the job hangs); user overrides win.
-    gpus = int(launch.get("gpus_per_worker") or 0)
-    sized = [f"cpus_per_worker={sft_cpus_per_worker(gpus)}"] if gpus > 0 else []
-    settings = launch_settings(**{**launch, "image": launch.get("image") or images.image_ref("sft"),
-                                  "overrides": [*sized, *(launch.get("overrides") or [])]})
+    settings = launch_settings(**_sized({**launch, "image": launch.get("image") or images.image_ref("sft")},
+                                        sft_cpus_per_worker))
     ray = ["launch.mode=ray", "launch.ray_init_kwargs.address=auto",
            f"launch.ray_num_workers={max(1, settings.workers * settings.gpus_per_worker)}"]
     argv = ["--data-uri", data_uri, "--model", model, "--out-uri", out_uri, *_sets([*ray, *overrides]),
             *_tracking_argv(tracking)]
-    return _remote("sft", argv, settings, run_root, out_uri)
+    return _remote_stage("sft", argv, settings, run_root, out_uri)
+
+
+def sft(*, data_uri: str, model: str, run_root: str, overrides: Sequence[str], launch: dict[str, Any],
+        parent_run_id: str, tracking_uri: str, s3_endpoint: str) -> StageResult:
+    """SFT in this pod (``launch["mode"] == "inprocess"``) or remotely (``sft_remote``)."""
+    from mini_o3.stages import sft_stage
+
+    setup_env(s3_endpoint)
+    tracking = _tracking(parent_run_id, tracking_uri, run_root)
+    if launch["mode"] == "inprocess":
+        return sft_stage(data_uri, model, storage.join(run_root, "sft"), overrides=list(overrides), tracking=tracking)
+    return sft_remote(data_uri=data_uri, model=model, run_root=run_root, overrides=overrides, launch=launch,
+                      tracking=tracking).run()
+
+
+def rl_judge(overrides: Sequence[str], launch: dict[str, Any], judge_enabled: bool,
+             credentials: bool | None = None) -> tuple[list[str], dict[str, Any]]:
+    """(RL overrides, launch) for the judge setting: off (``judge_enabled`` false, or no judge
+    credentials in this pod: ``credentials`` None = look at the env) → ``judge.enabled=false`` ahead of
+    the user's overrides (an explicit one still wins); switched off → no judge Secret on the Ray pods."""
+    if not judge_enabled:
+        launch = {**launch, "judge_secret_name": ""}
+    if credentials is None:
+        credentials = judge_enabled and judge_available(launch.get("judge_secret_name", ""), "rl")
+    if not judge_enabled or not credentials:
+        return ["judge.enabled=false", *overrides], launch
+    return list(overrides), launch
+
+
+def rl_remote(*, engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str, overrides: Sequence[str],
+              launch: dict[str, Any], tracking: Tracking) -> RemoteStage:
+    """RL on Ray / a RayJob: verl across ``workers`` x ``gpus_per_worker`` GPUs (worker pods' CPUs
+    sized by ``verl_cpus_per_worker``: verl's placement group needs 3 CPUs per GPU), or the
+    reference engine on the head."""
+    from mini_o3.launch.presets import verl_cpus_per_worker
+
+    out_uri = storage.join(run_root, "rl")
+    settings = launch_settings(**(_sized(launch, verl_cpus_per_worker) if engine == "verl" else launch))
+    argv = ["--engine", engine, "--model-uri", model_uri, "--train-uri", train_uri,
+            *(a for v in ([val_uri] if val_uri else []) for a in ("--val-uri", v)), "--out-uri", out_uri,
+            *_sets(overrides), "--nnodes", str(max(1, settings.workers)), "--gpus-per-node",
+            str(settings.gpus_per_worker), *_tracking_argv(tracking)]
+    return _remote_stage("rl", argv, settings, run_root, out_uri)
 
 
 def rl(*, engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str, overrides: Sequence[str],
        launch: dict[str, Any], parent_run_id: str, tracking_uri: str, s3_endpoint: str,
        judge_enabled: bool = True) -> StageResult:
-    """RL in this pod (reference engine on the pod's device) or on Ray / a RayJob (verl across
-    ``workers`` × ``gpus_per_worker`` GPUs, or the reference engine on the head). ``judge_enabled``
-    false: rule rewards only (``judge.enabled=false``) and no judge Secret on the Ray pods."""
+    """RL in this pod (reference engine on the pod's device) or remotely (``rl_remote``).
+    ``judge_enabled`` false: rule rewards only and no judge Secret on the Ray pods (``rl_judge``)."""
     from mini_o3.stages import rl_stage
 
     setup_env(s3_endpoint)
     tracking = _tracking(parent_run_id, tracking_uri, run_root)
-    out_uri = storage.join(run_root, "rl")
-    val = [val_uri] if val_uri else []
-    if not judge_enabled:
-        launch = {**launch, "judge_secret_name": ""}
-    if not judge_enabled or not judge_available(launch.get("judge_secret_name", ""), "rl"):
-        overrides = ["judge.enabled=false", *overrides]  # an explicit user override still wins
+    overrides, launch = rl_judge(overrides, launch, judge_enabled)
     if launch["mode"] == "inprocess":
-        return rl_stage(engine, model_uri, [train_uri], val, out_uri, overrides=list(overrides), tracking=tracking,
-                        nnodes=1, gpus_per_node=max(1, int(launch.get("gpus_per_worker", 1))))
-    settings = launch_settings(**launch)
-    argv = ["--engine", engine, "--model-uri", model_uri, "--train-uri", train_uri,
-            *(a for v in val for a in ("--val-uri", v)), "--out-uri", out_uri, *_sets(overrides),
-            "--nnodes", str(max(1, settings.workers)), "--gpus-per-node", str(settings.gpus_per_worker),
-            *_tracking_argv(tracking)]
-    return _remote("rl", argv, settings, run_root, out_uri)
+        return rl_stage(engine, model_uri, [train_uri], [val_uri] if val_uri else [], storage.join(run_root, "rl"),
+                        overrides=list(overrides), tracking=tracking, nnodes=1,
+                        gpus_per_node=max(1, int(launch.get("gpus_per_worker", 1))))
+    return rl_remote(engine=engine, model_uri=model_uri, train_uri=train_uri, val_uri=val_uri, run_root=run_root,
+                     overrides=overrides, launch=launch, tracking=tracking).run()
 
 
 def rule_protocol_overrides() -> list[str]:

@@ -9,7 +9,7 @@ job on SIGTERM and Ctrl-C. Modules: ``settings`` (LaunchSettings, names), ``ray_
 that run remotely, Secret env).
 """
 
-from .kuberay import Decision, RayJobLauncher, decide, run_rayjob
+from .kuberay import Decision, RayJobLauncher, decide, rayjob_manifest, run_rayjob
 from .presets import (
     forwarded_env,
     judge_secret_env,
@@ -47,6 +47,7 @@ __all__ = [
     "judge_secret_env",
     "reference_engine_entrypoint",
     "reference_engine_settings",
+    "rayjob_manifest",
     "run_rayjob",
     "run_remote",
     "s3_secret_env",

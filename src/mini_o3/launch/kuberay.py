@@ -329,16 +329,21 @@ class RayJobLauncher:
         return RemoteResult(name=name, mode="rayjob", status="SUCCEEDED", logs_tail=logs, seconds=seconds)
 
 
-def run_rayjob(entrypoint: list[str], settings: LaunchSettings, *, name: str, runtime_env: dict | None = None,
-               echo: Callable[[str], None] = print, launcher: RayJobLauncher | None = None) -> RemoteResult:
-    """Build, validate and run the RayJob for ``entrypoint`` in ``settings.namespace`` (default: the pod's).
-
-    Refuses (:class:`LaunchError`, before anything is created) a RayJob with worker pods but no
+def rayjob_manifest(entrypoint: list[str], settings: LaunchSettings, *, name: str,
+                    runtime_env: dict | None = None) -> dict[str, Any]:
+    """The validated RayJob :func:`run_rayjob` submits for ``entrypoint``, in ``settings.namespace``
+    (default: the pod's). Refuses (:class:`LaunchError`) a RayJob with worker pods but no
     ``work_volume_claim``: the stage's work folder must be shared by every Ray pod."""
     problem = shared_work_problem(settings)
     if problem:
         raise LaunchError(f"RayJob {name}: {problem}", status="INVALID")
     namespace = settings.namespace or pod_namespace() or "default"
-    manifest = build_rayjob(name, entrypoint, settings, runtime_env=runtime_env, namespace=namespace)
+    return build_rayjob(name, entrypoint, settings, runtime_env=runtime_env, namespace=namespace)
+
+
+def run_rayjob(entrypoint: list[str], settings: LaunchSettings, *, name: str, runtime_env: dict | None = None,
+               echo: Callable[[str], None] = print, launcher: RayJobLauncher | None = None) -> RemoteResult:
+    """Build (:func:`rayjob_manifest`: nothing is created when it refuses) and run the RayJob for ``entrypoint``."""
+    manifest = rayjob_manifest(entrypoint, settings, name=name, runtime_env=runtime_env)
     launcher = launcher or RayJobLauncher.from_config()
     return launcher.launch(manifest, timeout_s=settings.timeout_s, echo=echo)

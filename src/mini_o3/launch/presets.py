@@ -4,6 +4,9 @@
   its driver does all the work, so a cluster smoke run needs no GPU;
 * LLaMA-Factory SFT in its Ray mode (``launch.mode=ray``, ``ray_init_kwargs.address=auto``), whose
   workers take one ``{GPU: 1, CPU: 10}`` bundle each;
+* verl's worker pods: verl 0.9.1 reserves one ``{CPU: max_colocate_count = 3, GPU: 1}`` bundle per GPU,
+  STRICT_PACK per node, and checks only GPUs before it waits on the placement group; KubeRay gives
+  Ray the container's CPU limit as ``--num-cpus``, so the CPU limit must cover the bundles and more;
 * the env a remote stage needs: S3 credentials and the judge keys by Secret reference, plus the plain
   storage / tracking variables of the launcher's own environment.
 """
@@ -78,6 +81,23 @@ def sft_ray_entrypoint(data: str | Path, model: str, out: str | Path, overrides:
     for item in overrides:
         argv += ["--set", item]
     return argv
+
+
+#: verl 0.9.1 ``ResourcePoolManager.max_colocate_count`` (single_controller/ray/base.py): the CPUs of
+#: each GPU's placement-group bundle.
+VERL_BUNDLE_CPUS = 3
+#: CPUs per GPU beyond the bundle: the GPU's vLLM server actor (hard node affinity, outside the
+#: placement group: Ray needs a free CPU to schedule it) and the busy vLLM engine process it starts.
+VERL_SERVER_CPUS = 1
+#: Per worker pod: the Ray node's own processes, agent-loop / reward-loop workers (spread over all
+#: nodes: crop tool, reward) and data-loading threads.
+VERL_POD_CPUS = 4
+
+
+def verl_cpus_per_worker(gpus: int) -> str:
+    """CPUs (request = limit = Ray ``--num-cpus``) of a verl worker pod with ``gpus`` GPUs: verl's
+    ``{CPU: 3, GPU: 1}`` bundle and a vLLM server per GPU, plus the pod's share of the rest."""
+    return str((VERL_BUNDLE_CPUS + VERL_SERVER_CPUS) * gpus + VERL_POD_CPUS)
 
 
 def sft_cpus_per_worker(gpus: int) -> str:

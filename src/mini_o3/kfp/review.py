@@ -1,0 +1,126 @@
+"""The RayJob a ``mini-o3-train`` run would submit, built without a cluster (``mini-o3 rayjob-manifest``).
+
+The compiled package (``pipelines/train.yaml``) says which pipeline parameter feeds each input of
+the stage's launcher task (the ``sft`` / ``rl`` task without an accelerator: the Ray branch); the
+step code then builds the RayJob exactly as the launcher pod does (``steps.launch_of`` →
+``steps.sft_remote`` / ``steps.rl_remote`` → ``launch.rayjob_manifest``). Values only a run knows
+are filled in by the run's storage layout: ``run_root = <p0_storage_root>/<run id>``, the data and
+model URIs the earlier stages seal under it (or the ``*_uri`` parameters that skip them), no MLflow
+parent run, no ownerReference (the launcher pod does not exist yet), judge credentials present.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mini_o3 import storage
+
+from .client import ClientError, package_path
+
+STAGES = ("sft", "rl")
+
+
+def _function(executor: dict[str, Any]) -> str | None:
+    args = executor.get("container", {}).get("args", [])
+    return args[args.index("--function_to_execute") + 1] if "--function_to_execute" in args else None
+
+
+def _launcher_inputs(spec: dict[str, Any], stage: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The inputs of the stage's launcher task: pipeline-parameter values (through every enclosing
+    DAG), constants, and ``_RUNTIME`` for what another task produces."""
+    executors = spec["deploymentSpec"]["executors"]
+    found: list[dict[str, Any]] = []
+
+    def value_of(ref: dict[str, Any], env: dict[str, Any]) -> Any:
+        if "componentInputParameter" in ref:
+            return env.get(ref["componentInputParameter"], _RUNTIME)
+        if "runtimeValue" in ref:
+            return ref["runtimeValue"]["constant"]
+        return _RUNTIME
+
+    def walk(dag: dict[str, Any], env: dict[str, Any]) -> None:
+        for task in dag.get("tasks", {}).values():
+            component = spec["components"][task["componentRef"]["name"]]
+            inputs = {k: value_of(v, env) for k, v in task.get("inputs", {}).get("parameters", {}).items()}
+            if "dag" in component:
+                walk(component["dag"], inputs)
+                continue
+            executor = executors[component["executorLabel"]]
+            if _function(executor) == stage and not executor["container"].get("resources", {}).get("accelerator"):
+                found.append(inputs)
+
+    walk(spec["root"]["dag"], values)
+    if len(found) != 1:
+        raise ClientError(f"the train package has {len(found)} {stage} launcher tasks, expected 1; recompile it")
+    return found[0]
+
+
+class _Runtime:
+    def __repr__(self) -> str:
+        return "<run time>"
+
+
+_RUNTIME = _Runtime()
+
+
+def rayjob_for(stage: str, params: dict[str, Any], *, root: Path | str = ".", run_id: str = "run-id",
+               namespace: str = "default") -> dict[str, Any]:
+    """The RayJob manifest the train pipeline's ``stage`` (sft | rl) step submits for a run with the
+    package's default parameters overridden by ``params`` (typed, e.g. from ``client.resolve_params``)."""
+    from mini_o3.stages import Tracking
+
+    from . import steps
+    from .client import pipeline_parameters
+
+    if stage not in STAGES:
+        raise ClientError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+    path = package_path("train", root)
+    known = pipeline_parameters(path)
+    values = {name: p.get("defaultValue") for name, p in known.items()} | dict(params)
+    spec = next(yaml.safe_load_all(path.read_text()))
+    inputs = _launcher_inputs(spec, stage, values)
+    mode = inputs["launch_mode"]
+    if mode != "rayjob":
+        raise ClientError(f"{stage} runs with launch mode {mode!r}, not as a RayJob: pass "
+                          f"--param p{2 if stage == 'sft' else 3}_{stage}_launch_mode=rayjob")
+    run_root = storage.join(values["p0_storage_root"], run_id)
+    made = {  # what the earlier tasks of the run produce (their storage layout), unless skipped by URI
+        "run_root": run_root, "parent_run_id": "",
+        "data_uri": values["p1_data_coldstart_uri"] or storage.join(run_root, "data", "coldstart"),
+        "train_uri": values["p1_data_rl_uri"] or storage.join(run_root, "data", "rl_data"),
+        "val_uri": values["p1_data_eval_uri"] or storage.join(run_root, "data", "eval_data"),
+        "model_uri": values["p2_sft_model_uri"] or storage.join(run_root, "sft", "model"),
+    }
+    inputs = {k: (made[k] if v is _RUNTIME and k in made else v) for k, v in inputs.items()}
+    missing = sorted(k for k, v in inputs.items() if v is _RUNTIME)
+    if missing:
+        raise ClientError(f"cannot tell the {stage} launcher's inputs {missing} before a run")
+    launch_args = ("launch_mode", "ray_address", "workers", "node_selector", "tolerations", "launch_overrides",
+                   "s3_secret_name", "hf_token_secret_name", "s3_endpoint", "mlflow_tracking_uri", "work_volume_claim")
+    launch = steps.launch_of(**{k: inputs[k] for k in launch_args},
+                             gpus_per_worker=steps.gpu_count(inputs["gpus_per_worker"], "gpus_per_worker"),
+                             judge_secret_name=inputs.get("judge_secret_name", ""))
+    tracking = Tracking(None, None)
+    if stage == "sft":
+        plan = steps.sft_remote(data_uri=inputs["data_uri"], model=inputs["base_model"], run_root=run_root,
+                                overrides=inputs["overrides"], launch=launch, tracking=tracking)
+    else:
+        overrides, launch = steps.rl_judge(inputs["overrides"], launch, bool(inputs["judge_enabled"]),
+                                           credentials=True)
+        plan = steps.rl_remote(engine=inputs["engine"], model_uri=inputs["model_uri"], train_uri=inputs["train_uri"],
+                               val_uri=inputs["val_uri"], run_root=run_root, overrides=overrides, launch=launch,
+                               tracking=tracking)
+    return _manifest(plan, namespace)
+
+
+def _manifest(plan: Any, namespace: str) -> dict[str, Any]:
+    from mini_o3.launch import LaunchError, rayjob_manifest
+
+    settings = plan.settings if plan.settings.namespace else plan.settings.model_copy(update={"namespace": namespace})
+    try:
+        return rayjob_manifest(plan.argv, settings, name=plan.name)
+    except LaunchError as exc:
+        raise ClientError(str(exc)) from exc
