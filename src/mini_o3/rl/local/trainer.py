@@ -162,7 +162,12 @@ def update_policy(
             for m in range(0, len(mini), micro_batch_size):
                 micro = list(mini[m:m + micro_batch_size])
                 if all(s.num_trainable == 0 for s in micro):
-                    continue  # fully masked (exceed): contributes 0 to loss and gradient
+                    # Fully masked (exceed, or no <|im_end|>): loss and gradient 0, not computed; the
+                    # seed still logs this micro-batch's (zero) metrics.
+                    for name in ("actor/clip_fraction", "actor/approx_kl", "actor/entropy"):
+                        record(name, 0.0)
+                    timers.add("forward_backward", 0.0)
+                    continue
                 with timers.time("forward_backward"):
                     rows = [sequence_logprobs(model, s, device, with_entropy=True) for s in micro]
                     out = micro_batch_loss([r[0] for r in rows], [s.old_logprobs for s in micro],
