@@ -139,3 +139,16 @@ def test_reference_engine_runs_through_the_launcher(ray_head, tiny_dir, tmp_path
     assert (out / "checkpoints" / "latest").read_text() == "global_step_1"
     assert (out / "checkpoints" / "global_step_1" / "model.safetensors").is_file()
     assert any("done" in line and "step 1" in line for line in result.logs_tail), result.logs_tail
+
+
+def test_hostile_arguments_reach_the_program_unchanged_through_the_real_job_supervisor(ray_head):
+    """Ray 2.60 job_supervisor.py:182-184 runs the entrypoint with shell=True: every argument must be
+    quoted (shlex.join) so `;`, `$(...)`, backticks, pipes and quotes reach the program as text."""
+    import json
+
+    hostile = ["a;touch PWNED", "$(touch PWNED)", "`touch PWNED`", "a|touch PWNED", "it's", 'say "$HOME"', "new\nline"]
+    code = "import json, sys; print('ARGV ' + json.dumps(sys.argv[1:]))"
+    settings = LaunchSettings(mode="ray", ray_address=ray_head.address)
+    result = run_remote([sys.executable, "-c", code, *hostile], settings, name=unique("quote"), echo=lambda _: None)
+    line = next(x for x in result.logs_tail if x.startswith("ARGV "))
+    assert json.loads(line[len("ARGV "):]) == hostile
