@@ -337,6 +337,19 @@ def test_notes_tell_how_to_run(helm, chart):
     assert "kubectl get crd rayjobs.ray.io" in notes
 
 
+def test_ray_pods_service_account_is_the_charts(helm, chart):
+    """RayJob pods run as the chart's ServiceAccount: for `helm install mini-o3` it is the train
+    pipeline's default p0_ray_service_account; for another release NOTES give the value to pass."""
+    from mini_o3.kfp.client import pipeline_parameters
+
+    default = pipeline_parameters(ROOT / "pipelines" / "train.yaml")["p0_ray_service_account"]["defaultValue"]
+    args = ["template", "mini-o3", str(chart), "--namespace", "ml"]
+    (account,) = by_kind([d for d in yaml.safe_load_all(run_helm(helm, *args).stdout) if d], "ServiceAccount")
+    assert account["metadata"]["name"] == default
+    done = run_helm(helm, "install", "rel", str(chart), "--namespace", "ml", "--dry-run=client")
+    assert "p0_ray_service_account=rel-mini-o3" in done.stdout.split("NOTES:", 1)[1]
+
+
 def test_chart_metadata(helm, chart):
     meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert meta["apiVersion"] == "v2" and meta["kubeVersion"] == ">=1.29.0-0"

@@ -88,7 +88,7 @@ def prepare_bench(benchmarks: str, name: str, run_root: str, overrides: list, sy
 def sft(data_uri: str, base_model: str, run_root: str, overrides: list, launch_mode: str, ray_address: str,
         workers: int, gpus_per_worker: str, node_selector: dict, tolerations: list, launch_overrides: list,
         s3_secret_name: str, hf_token_secret_name: str, accelerator: str, parent_run_id: str,
-        mlflow_tracking_uri: str, s3_endpoint: str, work_volume_claim: str,
+        mlflow_tracking_uri: str, s3_endpoint: str, work_volume_claim: str, ray_service_account: str,
         metrics: Output[Metrics]) -> NamedTuple("SFTOutputs", [("model_uri", str)]):
     """LLaMA-Factory SFT in this pod, or on Ray / a KubeRay RayJob; returns the sealed model URI."""
     from collections import namedtuple
@@ -102,7 +102,8 @@ def sft(data_uri: str, base_model: str, run_root: str, overrides: list, launch_m
                              node_selector=node_selector, tolerations=tolerations, launch_overrides=launch_overrides,
                              s3_secret_name=s3_secret_name, judge_secret_name="",
                              hf_token_secret_name=hf_token_secret_name, s3_endpoint=s3_endpoint,
-                             mlflow_tracking_uri=mlflow_tracking_uri, work_volume_claim=work_volume_claim)
+                             mlflow_tracking_uri=mlflow_tracking_uri, work_volume_claim=work_volume_claim,
+                             accelerator=accelerator, ray_service_account=ray_service_account)
     result = steps.sft(data_uri=data_uri, model=base_model, run_root=run_root, overrides=overrides, launch=launch,
                        parent_run_id=parent_run_id, tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint)
     for key, value in sorted(result.metrics.items()):
@@ -114,7 +115,7 @@ def rl(engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str,
        ray_address: str, workers: int, gpus_per_worker: str, node_selector: dict, tolerations: list,
        launch_overrides: list, s3_secret_name: str, judge_secret_name: str, judge_enabled: bool,
        hf_token_secret_name: str, accelerator: str, parent_run_id: str, mlflow_tracking_uri: str, s3_endpoint: str,
-       work_volume_claim: str, metrics: Output[Metrics]) -> NamedTuple("RLOutputs", [("model_uri", str)]):
+       work_volume_claim: str, ray_service_account: str, metrics: Output[Metrics]) -> NamedTuple("RLOutputs", [("model_uri", str)]):
     """GRPO (reference engine in this pod, or verl on Ray / a KubeRay RayJob); returns the sealed model URI."""
     from collections import namedtuple
 
@@ -127,7 +128,8 @@ def rl(engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str,
                              node_selector=node_selector, tolerations=tolerations, launch_overrides=launch_overrides,
                              s3_secret_name=s3_secret_name, judge_secret_name=judge_secret_name,
                              hf_token_secret_name=hf_token_secret_name, s3_endpoint=s3_endpoint,
-                             mlflow_tracking_uri=mlflow_tracking_uri, work_volume_claim=work_volume_claim)
+                             mlflow_tracking_uri=mlflow_tracking_uri, work_volume_claim=work_volume_claim,
+                             accelerator=accelerator, ray_service_account=ray_service_account)
     result = steps.rl(engine=engine, model_uri=model_uri, train_uri=train_uri, val_uri=val_uri, run_root=run_root,
                       overrides=overrides, launch=launch, judge_enabled=judge_enabled, parent_run_id=parent_run_id,
                       tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint)

@@ -32,11 +32,28 @@ EVALUATE_NAME = "mini-o3-evaluate"
 #: Pod deadlines (``activeDeadlineSeconds``) per kind of task.
 TIMEOUTS = {"light": 6 * 3600, "data": 24 * 3600, "sft": 3 * 24 * 3600, "rl": 7 * 24 * 3600, "eval": 2 * 24 * 3600}
 SHM_SIZE = "64Gi"
+#: CPU / memory (request, limit) of each kind of pod: ResourceQuota namespaces (multi-user Kubeflow
+#: profiles) refuse pods without them. Light: bookkeeping and the Ray launchers (they only watch a
+#: RayJob); data: preparation (image decoding in parallel) and CPU evaluation; gpu: SFT / RL / vLLM pods.
+POD_RESOURCES = {
+    "light": {"cpu": ("500m", "2"), "memory": ("1Gi", "4Gi")},
+    "data": {"cpu": ("2", "8"), "memory": ("8Gi", "32Gi")},
+    "gpu": {"cpu": ("8", "32"), "memory": ("64Gi", "256Gi")},
+}
+SIZE_OF = {"light": "light", "data": "data", "sft": "light", "rl": "light", "eval": "data"}
 DEFAULT_EVAL_BENCHMARKS = "visualprobe_hard,visualprobe_medium,visualprobe_easy,vstar"
 
 
+def _size(task: Any, size: str) -> Any:
+    cpu, memory = POD_RESOURCES[size]["cpu"], POD_RESOURCES[size]["memory"]
+    task.set_cpu_request(cpu[0]).set_cpu_limit(cpu[1]).set_memory_request(memory[0]).set_memory_limit(memory[1])
+    return task
+
+
 def _common(task: Any, s3_secret: Any, timeout: str, name: str) -> Any:
-    """Every task: S3 credentials from the S3 secret, no caching, a deadline, a display name."""
+    """Every task: S3 credentials from the S3 secret, no caching, a deadline, CPU / memory requests
+    and limits, a display name."""
+    _size(task, SIZE_OF[timeout])
     kubernetes.use_secret_as_env(task, s3_secret, {k: k for k in S3_SECRET_KEYS})
     kubernetes.set_timeout(task, TIMEOUTS[timeout])
     task.set_caching_options(False)
@@ -45,7 +62,9 @@ def _common(task: Any, s3_secret: Any, timeout: str, name: str) -> Any:
 
 
 def _gpu(task: Any, gpu_type: Any, count: Any, node_selector: Any, tolerations: Any) -> Any:
-    """A GPU pod: accelerator type and count, the GPU pool's node selector and tolerations, /dev/shm."""
+    """A GPU pod: accelerator type and count, GPU-pod CPU / memory, the GPU pool's node selector and
+    tolerations, /dev/shm."""
+    _size(task, "gpu")
     task.set_accelerator_type(gpu_type).set_accelerator_limit(count)
     kubernetes.add_node_selector_json(task, node_selector)
     kubernetes.add_toleration_json(task, tolerations)
@@ -82,6 +101,7 @@ def build_train(c: Components | None = None) -> Any:
         p0_gpu_node_selector: dict = {},  # noqa: B006
         p0_gpu_tolerations: list = [],  # noqa: B006
         p0_work_volume_claim: str = "",
+        p0_ray_service_account: str = "mini-o3",
         p1_data_coldstart_source: str = "Mini-o3/Mini-o3-Coldstart-Dataset",
         p1_data_coldstart_uri: str = "",
         p1_data_rl_benchmarks: str = "visualprobe_train,deepeyes_train_4k",
@@ -130,6 +150,7 @@ def build_train(c: Components | None = None) -> Any:
             p0_gpu_node_selector: nodeSelector of GPU pods and RayJob workers (JSON object).
             p0_gpu_tolerations: Tolerations of GPU pods and RayJob workers (JSON list).
             p0_work_volume_claim: ReadWriteMany PVC (same namespace) that every pod of an SFT / RL RayJob mounts for the stage's work folder (model, data, checkpoints at the same paths on all pods); required when a RayJob has worker pods (the Helm chart's sharedVolume creates one); empty: only head-only RayJobs (reference engine, workers=0).
+            p0_ray_service_account: ServiceAccount of the RayJob pods (the Helm chart's account; `helm install mini-o3` names it mini-o3); empty: the namespace's default account.
             p1_data_coldstart_source: Cold-start parquet: hub dataset id, mounted folder, or "synthetic".
             p1_data_coldstart_uri: Skip cold-start preparation: URI of a sealed prepared cold-start folder.
             p1_data_rl_benchmarks: RL train sets, comma-separated name[=source] (see `mini-o3 prepare list`; "synthetic" generates).
@@ -224,7 +245,8 @@ def build_train(c: Components | None = None) -> Any:
                             gpus_per_worker=p2_sft_gpus, node_selector=p0_gpu_node_selector,
                             tolerations=p0_gpu_tolerations, launch_overrides=p2_sft_launch_overrides,
                             s3_secret_name=s3, hf_token_secret_name=p0_hf_token_secret_name,
-                            accelerator=p0_gpu_type, work_volume_claim=p0_work_volume_claim, **run)
+                            accelerator=p0_gpu_type, work_volume_claim=p0_work_volume_claim,
+                            ray_service_account=p0_ray_service_account, **run)
             with dsl.If(p2_sft_model_uri != "", name="use-sft-model"):
                 sft_old = _common(c.use_artifact(uri=p2_sft_model_uri, kind="model", s3_endpoint=p0_s3_endpoint),
                                   s3, "light", "2 SFT: given model")
@@ -243,7 +265,8 @@ def build_train(c: Components | None = None) -> Any:
                            launch_overrides=p3_rl_launch_overrides, s3_secret_name=s3,
                            judge_secret_name=p0_judge_secret_name, judge_enabled=p0_judge_enabled,
                            hf_token_secret_name=p0_hf_token_secret_name,
-                           accelerator=p0_gpu_type, work_volume_claim=p0_work_volume_claim, **run)
+                           accelerator=p0_gpu_type, work_volume_claim=p0_work_volume_claim,
+                           ray_service_account=p0_ray_service_account, **run)
             with dsl.If(p3_rl_model_uri != "", name="use-rl-model"):
                 rl_old_model = _common(c.use_artifact(uri=p3_rl_model_uri, kind="model", s3_endpoint=p0_s3_endpoint),
                                        s3, "light", "3 RL: given model")

@@ -99,7 +99,8 @@ def rayjob_for(stage: str, params: dict[str, Any], *, root: Path | str = ".", ru
     if missing:
         raise ClientError(f"cannot tell the {stage} launcher's inputs {missing} before a run")
     launch_args = ("launch_mode", "ray_address", "workers", "node_selector", "tolerations", "launch_overrides",
-                   "s3_secret_name", "hf_token_secret_name", "s3_endpoint", "mlflow_tracking_uri", "work_volume_claim")
+                   "s3_secret_name", "hf_token_secret_name", "s3_endpoint", "mlflow_tracking_uri", "work_volume_claim",
+                   "accelerator", "ray_service_account")
     launch = steps.launch_of(**{k: inputs[k] for k in launch_args},
                              gpus_per_worker=steps.gpu_count(inputs["gpus_per_worker"], "gpus_per_worker"),
                              judge_secret_name=inputs.get("judge_secret_name", ""))

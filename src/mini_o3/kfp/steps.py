@@ -185,10 +185,12 @@ def prepare_bench(*, benchmarks: str, name: str, run_root: str, overrides: Seque
 def launch_settings(*, mode: str, ray_address: str, workers: int, gpus_per_worker: int, node_selector: dict,
                     tolerations: list, overrides: Sequence[str], image: str, s3_secret_name: str,
                     judge_secret_name: str, hf_token_secret_name: str, env: dict[str, str],
-                    work_volume_claim: str = "") -> Any:
+                    work_volume_claim: str = "", gpu_resource: str = "nvidia.com/gpu",
+                    service_account: str = "") -> Any:
     """``LaunchSettings`` of a remote stage: the pipeline's launch parameters, the GPU pool's node
-    selector / tolerations, the secrets as ``secretKeyRef`` env (names only), plain env and the
-    shared work volume (``p0_work_volume_claim``) the Ray pods mount."""
+    selector / tolerations and GPU resource name, the secrets as ``secretKeyRef`` env (names only),
+    plain env, the shared work volume (``p0_work_volume_claim``) the Ray pods mount and their
+    service account (``p0_ray_service_account``)."""
     from mini_o3.launch import LaunchSettings, SecretRef
     from mini_o3.overrides import apply_overrides
 
@@ -201,7 +203,8 @@ def launch_settings(*, mode: str, ray_address: str, workers: int, gpus_per_worke
                               gpus_per_worker=gpus_per_worker, node_selector=dict(node_selector or {}),
                               tolerations=list(tolerations or []), image=image or None,
                               env={k: v for k, v in env.items() if v}, secret_env=secret_env,
-                              work_volume_claim=work_volume_claim or None)
+                              work_volume_claim=work_volume_claim or None, gpu_resource=gpu_resource or "nvidia.com/gpu",
+                              service_account=service_account or None)
     return apply_overrides(settings, list(overrides), label="launch setting") if overrides else settings
 
 
@@ -225,15 +228,15 @@ class RemoteStage:
 
 def launch_of(*, launch_mode: str, ray_address: str, workers: int, gpus_per_worker: int, node_selector: dict,
               tolerations: list, launch_overrides: Sequence[str], s3_secret_name: str, judge_secret_name: str,
-              hf_token_secret_name: str, s3_endpoint: str, mlflow_tracking_uri: str, work_volume_claim: str
-              ) -> dict[str, Any]:
+              hf_token_secret_name: str, s3_endpoint: str, mlflow_tracking_uri: str, work_volume_claim: str,
+              accelerator: str = "nvidia.com/gpu", ray_service_account: str = "") -> dict[str, Any]:
     """The ``launch`` dict of a stage step (``launch_settings`` arguments) from its component's inputs."""
     return dict(mode=launch_mode, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
                 node_selector=node_selector, tolerations=tolerations, overrides=list(launch_overrides or []), image="",
                 s3_secret_name=s3_secret_name, judge_secret_name=judge_secret_name,
                 hf_token_secret_name=hf_token_secret_name,
                 env={S3_ENDPOINT_ENV: s3_endpoint, "MLFLOW_TRACKING_URI": mlflow_tracking_uri},
-                work_volume_claim=work_volume_claim)
+                work_volume_claim=work_volume_claim, gpu_resource=accelerator, service_account=ray_service_account)
 
 
 def _remote_stage(stage: str, argv: list[str], settings: Any, run_root: str, out_uri: str) -> RemoteStage:

@@ -3,8 +3,9 @@
 The manifest: a CPU head (``dashboard-host: 0.0.0.0``, ``num-gpus: 0``) and one worker group
 (``gpu-workers``, or ``cpu-workers`` when ``gpus_per_worker`` is 0; none when ``workers`` is 0) of
 exactly ``workers`` pods (replicas = min = max), each requesting ``gpus_per_worker``
-``nvidia.com/gpu`` (requests = limits, = verl ``n_gpus_per_node``); CPU and memory requests =
-limits; the image on every container; a ``/dev/shm`` emptyDir (medium Memory) on every Ray pod;
+``gpu_resource`` (default ``nvidia.com/gpu``; requests = limits, = verl ``n_gpus_per_node``); CPU and
+memory requests = limits on every pod (ResourceQuota namespaces refuse pods without them); every Ray
+pod runs as ``service_account`` and carries ``pod_annotations`` (default: no Istio sidecar); the image on every container; a ``/dev/shm`` emptyDir (medium Memory) on every Ray pod;
 ``env`` and ``secret_env`` (``valueFrom.secretKeyRef``, so no secret value enters the manifest)
 on the head, worker and submitter containers; non-root pods (``run_as_user``), no privilege
 escalation, all capabilities dropped, RuntimeDefault seccomp. With ``work_volume_claim``, the head and
@@ -176,7 +177,10 @@ def _ray_pod(settings: LaunchSettings, image: str, container: str, resources: di
         spec["tolerations"] = [dict(t) for t in tolerations]
     if settings.service_account:
         spec["serviceAccountName"] = settings.service_account
-    return {"metadata": {"labels": dict(labels)}, "spec": spec}
+    metadata: dict[str, Any] = {"labels": dict(labels)}
+    if settings.pod_annotations:
+        metadata["annotations"] = dict(settings.pod_annotations)
+    return {"metadata": metadata, "spec": spec}
 
 
 def build_rayjob(name: str, entrypoint: list[str], settings: LaunchSettings, *, runtime_env: dict | None = None,
@@ -221,7 +225,7 @@ def build_rayjob(name: str, entrypoint: list[str], settings: LaunchSettings, *, 
         }
         if settings.gpus_per_worker > 0:
             for part in ("requests", "limits"):
-                worker_resources[part]["nvidia.com/gpu"] = str(settings.gpus_per_worker)
+                worker_resources[part][settings.gpu_resource] = str(settings.gpus_per_worker)
         cluster["workerGroupSpecs"] = [{
             "groupName": "gpu-workers" if settings.gpus_per_worker > 0 else "cpu-workers",
             "replicas": settings.workers,

@@ -14,6 +14,8 @@ LaunchMode = Literal["inprocess", "ray", "rayjob"]
 QUANTITY = re.compile(r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+#: A qualified resource name (``[prefix/]name``), as Kubernetes accepts for extended resources.
+EXTENDED_RESOURCE = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 DNS_1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 #: KubeRay ``MaxRayJobNameLength`` (53 − 6: the RayCluster name gets a 6-character suffix).
 MAX_RAYJOB_NAME = 47
@@ -74,7 +76,14 @@ class LaunchSettings(BaseModel):
     head_tolerations: list[dict[str, Any]] = Field(default_factory=list, description="head pod's tolerations")
     env: dict[str, str] = Field(default_factory=dict, description="plain env on every Ray container (and Ray Jobs env_vars)")
     secret_env: dict[str, SecretRef] = Field(default_factory=dict, description="mode rayjob: ENV_NAME → Secret key on every container")
-    service_account: str | None = Field(None, description="mode rayjob: serviceAccountName of the Ray pods")
+    service_account: str | None = Field(None, description="mode rayjob: serviceAccountName of the Ray pods "
+                                                         "(None / '': the namespace's default account)")
+    gpu_resource: str = Field("nvidia.com/gpu", description="mode rayjob: extended resource of the worker pods' GPUs "
+                                                             "(the pipeline's p0_gpu_type, e.g. amd.com/gpu)")
+    pod_annotations: dict[str, str] = Field(
+        default_factory=lambda: {"sidecar.istio.io/inject": "false"},
+        description="mode rayjob: annotations of every Ray pod; the default keeps Istio sidecars out (multi-user "
+                    "Kubeflow profiles inject them, and a sidecar keeps a finished submitter pod running)")
     work_volume_claim: str | None = Field(
         None, description="mode rayjob: ReadWriteMany PVC mounted on the head and every worker pod at work_mount_path; "
                           "the stage's work folder ($MINI_O3_WORK_DIR = <mount>/<job name>) lives there, so worker "
@@ -119,6 +128,22 @@ class LaunchSettings(BaseModel):
             return None
         if len(value) > 253 or not DNS_1123_SUBDOMAIN.match(value):
             raise ValueError(f"work_volume_claim {value!r} is not a PersistentVolumeClaim name (DNS-1123 subdomain)")
+        return value
+
+    @field_validator("service_account")
+    @classmethod
+    def _account(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if len(value) > 253 or not DNS_1123_SUBDOMAIN.match(value):
+            raise ValueError(f"service_account {value!r} is not a ServiceAccount name (DNS-1123 subdomain)")
+        return value
+
+    @field_validator("gpu_resource")
+    @classmethod
+    def _gpu_resource(cls, value: str) -> str:
+        if not EXTENDED_RESOURCE.match(value) or value in ("cpu", "memory"):
+            raise ValueError(f"gpu_resource {value!r} is not an extended resource name (e.g. nvidia.com/gpu)")
         return value
 
     @field_validator("work_mount_path")
