@@ -89,7 +89,7 @@ def sft(data_uri: str, base_model: str, run_root: str, overrides: list, launch_m
         workers: int, gpus_per_worker: str, node_selector: dict, tolerations: list, launch_overrides: list,
         s3_secret_name: str, hf_token_secret_name: str, accelerator: str, parent_run_id: str,
         mlflow_tracking_uri: str, s3_endpoint: str, work_volume_claim: str, ray_service_account: str,
-        metrics: Output[Metrics]) -> NamedTuple("SFTOutputs", [("model_uri", str)]):
+        image_registry: str, image_tag: str, metrics: Output[Metrics]) -> NamedTuple("SFTOutputs", [("model_uri", str)]):
     """LLaMA-Factory SFT in this pod, or on Ray / a KubeRay RayJob; returns the sealed model URI."""
     from collections import namedtuple
 
@@ -103,7 +103,8 @@ def sft(data_uri: str, base_model: str, run_root: str, overrides: list, launch_m
                              s3_secret_name=s3_secret_name, judge_secret_name="",
                              hf_token_secret_name=hf_token_secret_name, s3_endpoint=s3_endpoint,
                              mlflow_tracking_uri=mlflow_tracking_uri, work_volume_claim=work_volume_claim,
-                             accelerator=accelerator, ray_service_account=ray_service_account)
+                             accelerator=accelerator, ray_service_account=ray_service_account,
+                             image=steps.stage_image("sft", image_registry, image_tag))
     result = steps.sft(data_uri=data_uri, model=base_model, run_root=run_root, overrides=overrides, launch=launch,
                        parent_run_id=parent_run_id, tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint)
     for key, value in sorted(result.metrics.items()):
@@ -115,7 +116,7 @@ def rl(engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str,
        ray_address: str, workers: int, gpus_per_worker: str, node_selector: dict, tolerations: list,
        launch_overrides: list, s3_secret_name: str, judge_secret_name: str, judge_enabled: bool,
        hf_token_secret_name: str, accelerator: str, parent_run_id: str, mlflow_tracking_uri: str, s3_endpoint: str,
-       work_volume_claim: str, ray_service_account: str, metrics: Output[Metrics]) -> NamedTuple("RLOutputs", [("model_uri", str)]):
+       work_volume_claim: str, ray_service_account: str, image_registry: str, image_tag: str, metrics: Output[Metrics]) -> NamedTuple("RLOutputs", [("model_uri", str)]):
     """GRPO (reference engine in this pod, or verl on Ray / a KubeRay RayJob); returns the sealed model URI."""
     from collections import namedtuple
 
@@ -129,7 +130,8 @@ def rl(engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str,
                              s3_secret_name=s3_secret_name, judge_secret_name=judge_secret_name,
                              hf_token_secret_name=hf_token_secret_name, s3_endpoint=s3_endpoint,
                              mlflow_tracking_uri=mlflow_tracking_uri, work_volume_claim=work_volume_claim,
-                             accelerator=accelerator, ray_service_account=ray_service_account)
+                             accelerator=accelerator, ray_service_account=ray_service_account,
+                             image=steps.stage_image("rl", image_registry, image_tag))
     result = steps.rl(engine=engine, model_uri=model_uri, train_uri=train_uri, val_uri=val_uri, run_root=run_root,
                       overrides=overrides, launch=launch, judge_enabled=judge_enabled, parent_run_id=parent_run_id,
                       tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint)
@@ -194,9 +196,13 @@ class Components:
     rl: dsl.base_component.BaseComponent
     evaluate: dsl.base_component.BaseComponent
     report: dsl.base_component.BaseComponent
+    #: the image scheme they were built with (``{registry}/mini-o3-{runtime}:{tag}``): the Ray
+    #: launchers get it as constant inputs, so RayJob pods use the images the pipeline was compiled for.
+    image_registry: str = ""
+    image_tag: str = ""
 
     def items(self):
-        return [(name, getattr(self, name)) for name in self.__dataclass_fields__]
+        return [(name, getattr(self, name)) for name in self.__dataclass_fields__ if not name.startswith("image_")]
 
 
 def build() -> Components:
@@ -207,4 +213,5 @@ def build() -> Components:
         func.__name__: dsl.component(func, base_image=images.image_ref(runtime), install_kfp_package=False)
         for func, runtime in RUNTIMES.items()
     }
-    return Components(**made)
+    scheme = images.parse_image_ref(images.image_ref("base"))
+    return Components(**made, image_registry=scheme["registry"], image_tag=scheme["tag"])

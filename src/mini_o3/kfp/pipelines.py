@@ -246,7 +246,8 @@ def build_train(c: Components | None = None) -> Any:
                             tolerations=p0_gpu_tolerations, launch_overrides=p2_sft_launch_overrides,
                             s3_secret_name=s3, hf_token_secret_name=p0_hf_token_secret_name,
                             accelerator=p0_gpu_type, work_volume_claim=p0_work_volume_claim,
-                            ray_service_account=p0_ray_service_account, **run)
+                            ray_service_account=p0_ray_service_account, image_registry=c.image_registry,
+                            image_tag=c.image_tag, **run)
             with dsl.If(p2_sft_model_uri != "", name="use-sft-model"):
                 sft_old = _common(c.use_artifact(uri=p2_sft_model_uri, kind="model", s3_endpoint=p0_s3_endpoint),
                                   s3, "light", "2 SFT: given model")
@@ -266,7 +267,8 @@ def build_train(c: Components | None = None) -> Any:
                            judge_secret_name=p0_judge_secret_name, judge_enabled=p0_judge_enabled,
                            hf_token_secret_name=p0_hf_token_secret_name,
                            accelerator=p0_gpu_type, work_volume_claim=p0_work_volume_claim,
-                           ray_service_account=p0_ray_service_account, **run)
+                           ray_service_account=p0_ray_service_account, image_registry=c.image_registry,
+                           image_tag=c.image_tag, **run)
             with dsl.If(p3_rl_model_uri != "", name="use-rl-model"):
                 rl_old_model = _common(c.use_artifact(uri=p3_rl_model_uri, kind="model", s3_endpoint=p0_s3_endpoint),
                                        s3, "light", "3 RL: given model")

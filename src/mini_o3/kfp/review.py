@@ -103,7 +103,8 @@ def rayjob_for(stage: str, params: dict[str, Any], *, root: Path | str = ".", ru
                    "accelerator", "ray_service_account")
     launch = steps.launch_of(**{k: inputs[k] for k in launch_args},
                              gpus_per_worker=steps.gpu_count(inputs["gpus_per_worker"], "gpus_per_worker"),
-                             judge_secret_name=inputs.get("judge_secret_name", ""))
+                             judge_secret_name=inputs.get("judge_secret_name", ""),
+                             image=steps.stage_image(stage, inputs["image_registry"], inputs["image_tag"]))
     tracking = Tracking(None, None)
     if stage == "sft":
         plan = steps.sft_remote(data_uri=inputs["data_uri"], model=inputs["base_model"], run_root=run_root,

@@ -229,14 +229,22 @@ class RemoteStage:
 def launch_of(*, launch_mode: str, ray_address: str, workers: int, gpus_per_worker: int, node_selector: dict,
               tolerations: list, launch_overrides: Sequence[str], s3_secret_name: str, judge_secret_name: str,
               hf_token_secret_name: str, s3_endpoint: str, mlflow_tracking_uri: str, work_volume_claim: str,
-              accelerator: str = "nvidia.com/gpu", ray_service_account: str = "") -> dict[str, Any]:
+              accelerator: str = "nvidia.com/gpu", ray_service_account: str = "", image: str = "") -> dict[str, Any]:
     """The ``launch`` dict of a stage step (``launch_settings`` arguments) from its component's inputs."""
     return dict(mode=launch_mode, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
-                node_selector=node_selector, tolerations=tolerations, overrides=list(launch_overrides or []), image="",
+                node_selector=node_selector, tolerations=tolerations, overrides=list(launch_overrides or []), image=image,
                 s3_secret_name=s3_secret_name, judge_secret_name=judge_secret_name,
                 hf_token_secret_name=hf_token_secret_name,
                 env={S3_ENDPOINT_ENV: s3_endpoint, "MLFLOW_TRACKING_URI": mlflow_tracking_uri},
                 work_volume_claim=work_volume_claim, gpu_resource=accelerator, service_account=ray_service_account)
+
+
+def stage_image(runtime: str, registry: str, tag: str) -> str:
+    """The Ray pods' image of a stage: the scheme the pipeline was compiled with (constant inputs of
+    the launcher component), else ``images.image_ref`` from this process's env."""
+    from mini_o3 import images
+
+    return images.image_ref(runtime, registry=registry or None, tag=tag or None)
 
 
 def _remote_stage(stage: str, argv: list[str], settings: Any, run_root: str, out_uri: str) -> RemoteStage:
