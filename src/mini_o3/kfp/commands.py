@@ -1,5 +1,5 @@
 """CLI commands of the pipeline layer (registered on the main ``mini-o3`` app): ``run``,
-``compile``, ``upload``, ``submit``, ``schedule`` and the ``stage`` group (the entrypoints that
+``compile``, ``upload``, ``submit``, ``schedule``, ``rayjob-manifest`` and the ``stage`` group (the entrypoints that
 Ray jobs and RayJobs run). Heavy imports (kfp, torch) stay inside the command bodies."""
 
 from __future__ import annotations
@@ -126,6 +126,28 @@ def register(app: typer.Typer) -> None:
             run_embedded(EmbeddedConfig(out=out), values, console=console)
         except RuntimeError as exc:
             _fail(f"embedded run failed: {exc}")
+
+    @app.command("rayjob-manifest")
+    def rayjob_manifest_cmd(
+        stage: str = typer.Option(..., "--stage", help="rl or sft."),
+        params: list[str] = typer.Option([], "--param", help=PARAM_HELP + " Of mini-o3-train."),
+        run_id: str = typer.Option("run-id", "--run-id", help="KFP run id the URIs and the RayJob name are made of."),
+        namespace: str = typer.Option("default", "--namespace", help="Namespace the run executes in."),
+    ) -> None:
+        """Print (YAML) the RayJob the train pipeline's rl / sft step would submit with its default
+        parameters plus --param ones: review it, diff it or `kubectl apply --dry-run=server -f -`."""
+        import yaml
+
+        from mini_o3.kfp.client import ClientError, resolve_params
+        from mini_o3.kfp.review import rayjob_for
+        from mini_o3.stages import StageError
+
+        try:
+            values = resolve_params(_package("train"), params)
+            manifest = rayjob_for(stage, values, root=_repo_root(), run_id=run_id, namespace=namespace)
+        except (ClientError, StageError, ValueError) as exc:
+            _fail(str(exc))
+        typer.echo(yaml.safe_dump(manifest, sort_keys=False, width=120), nl=False)
 
     @app.command("compile")
     def compile_cmd(

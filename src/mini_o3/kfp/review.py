@@ -66,13 +66,10 @@ class _Runtime:
 _RUNTIME = _Runtime()
 
 
-def rayjob_for(stage: str, params: dict[str, Any], *, root: Path | str = ".", run_id: str = "run-id",
-               namespace: str = "default") -> dict[str, Any]:
-    """The RayJob manifest the train pipeline's ``stage`` (sft | rl) step submits for a run with the
+def launcher_inputs(stage: str, params: dict[str, Any], *, root: Path | str = ".", run_id: str = "run-id"
+                    ) -> dict[str, Any]:
+    """The inputs the train pipeline gives its ``stage`` (sft | rl) launcher component in a run with the
     package's default parameters overridden by ``params`` (typed, e.g. from ``client.resolve_params``)."""
-    from mini_o3.stages import Tracking
-
-    from . import steps
     from .client import pipeline_parameters
 
     if stage not in STAGES:
@@ -98,6 +95,19 @@ def rayjob_for(stage: str, params: dict[str, Any], *, root: Path | str = ".", ru
     missing = sorted(k for k, v in inputs.items() if v is _RUNTIME)
     if missing:
         raise ClientError(f"cannot tell the {stage} launcher's inputs {missing} before a run")
+    return {k: v for k, v in inputs.items() if not k.startswith("pipelinechannel--")}
+
+
+def rayjob_for(stage: str, params: dict[str, Any], *, root: Path | str = ".", run_id: str = "run-id",
+               namespace: str = "default") -> dict[str, Any]:
+    """The RayJob manifest the train pipeline's ``stage`` step submits (``launcher_inputs`` → the step
+    code), in ``namespace``; judge credentials are assumed present (the pod would mount them)."""
+    from mini_o3.stages import Tracking
+
+    from . import steps
+
+    inputs = launcher_inputs(stage, params, root=root, run_id=run_id)
+    run_root = inputs["run_root"]
     launch_args = ("launch_mode", "ray_address", "workers", "node_selector", "tolerations", "launch_overrides",
                    "s3_secret_name", "hf_token_secret_name", "s3_endpoint", "mlflow_tracking_uri", "work_volume_claim",
                    "accelerator", "ray_service_account")
@@ -123,6 +133,6 @@ def _manifest(plan: Any, namespace: str) -> dict[str, Any]:
 
     settings = plan.settings if plan.settings.namespace else plan.settings.model_copy(update={"namespace": namespace})
     try:
-        return rayjob_manifest(plan.argv, settings, name=plan.name)
+        return rayjob_manifest(plan.argv, settings, name=plan.name, owner={})  # no launcher pod yet
     except LaunchError as exc:
         raise ClientError(str(exc)) from exc

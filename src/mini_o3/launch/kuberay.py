@@ -330,15 +330,16 @@ class RayJobLauncher:
 
 
 def rayjob_manifest(entrypoint: list[str], settings: LaunchSettings, *, name: str,
-                    runtime_env: dict | None = None) -> dict[str, Any]:
+                    runtime_env: dict | None = None, owner: dict[str, Any] | None = None) -> dict[str, Any]:
     """The validated RayJob :func:`run_rayjob` submits for ``entrypoint``, in ``settings.namespace``
-    (default: the pod's). Refuses (:class:`LaunchError`) a RayJob with worker pods but no
-    ``work_volume_claim``: the stage's work folder must be shared by every Ray pod."""
+    (default: the pod's); ``owner``: see :func:`build_rayjob` (``{}``: none). Refuses
+    (:class:`LaunchError`) a RayJob with worker pods but no ``work_volume_claim``: the stage's work
+    folder must be shared by every Ray pod."""
     problem = shared_work_problem(settings)
     if problem:
         raise LaunchError(f"RayJob {name}: {problem}", status="INVALID")
     namespace = settings.namespace or pod_namespace() or "default"
-    return build_rayjob(name, entrypoint, settings, runtime_env=runtime_env, namespace=namespace)
+    return build_rayjob(name, entrypoint, settings, runtime_env=runtime_env, namespace=namespace, owner=owner)
 
 
 def run_rayjob(entrypoint: list[str], settings: LaunchSettings, *, name: str, runtime_env: dict | None = None,
