@@ -1,4 +1,6 @@
-"""Crop tool: hand-computed cases of the reference arithmetic, plus fuzzing."""
+"""Crop tool: hand-computed cases of the reference arithmetic (Mini-o3 @ 8654dbf, function_tools.py
+prepare_grounding_inputs_multi_turn lines 29-74; vllm_async_engine.py process_image lines 189-223;
+multimodal_dataset.py process_image lines 79-113), plus fuzzing. Stored upstream cases: test_golden_crop.py."""
 
 import math
 
@@ -8,7 +10,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mini_o3.task import Crop, CropError, GroundingCall, crop, image_tokens, resize_initial, resize_observation
-from mini_o3.task.crop import resized_initial_size, resized_observation_size, resolve_source
+from mini_o3.task.crop import (
+    initial_steps, observation_steps, resized_initial_size, resized_observation_size, resolve_source,
+)
 
 
 def gradient(w, h):
@@ -144,3 +148,88 @@ def test_crop_never_raises_and_successes_are_valid(bbox, source, relative, w, h)
         assert max(x1 - x0, y1 - y0) / min(x1 - x0, y1 - y0) < 200
         shown = resized_observation_size(result.image.size, 40_000, 2_000_000)
         assert min(shown) >= 28 and max(shown) / min(shown) < 200
+
+
+# -- reference order and item errors (function_tools.py prepare_grounding_inputs_multi_turn, @8654dbf)
+def test_the_source_is_checked_before_the_items():
+    assert crop(call(["a", None, 1, 1], "observation_5"), [RAW], [RAW.size]) == CropError(
+        'Error in predicting the source observation: "observation_5".')
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        ([None, 0, 1, 1], "unsupported operand type(s) for *: 'NoneType' and 'int'"),
+        ([0, {}, 1, 1], "unsupported operand type(s) for *: 'dict' and 'int'"),
+        ([[0.1], 0, 1, 1], "int() argument must be a string, a bytes-like object or a real number, not 'list'"),
+        ([1j, 0, 1, 1], "int() argument must be a string, a bytes-like object or a real number, not 'complex'"),
+        (["a", 0, 1, 1], "invalid literal for int() with base 10: '" + "a" * 199),  # int()'s %.200R of "a" * 1000
+    ],
+)
+def test_non_number_items_fail_as_python_scales_them(items, message):
+    assert crop(call(items), [RAW], [RAW.size]) == CropError(message)
+
+
+def test_string_items_are_repeated_like_the_reference_does():
+    # "0" * 1000 is 0 and "1" * 800 a huge int clamped to h - 1: a whole-image crop, as upstream
+    assert crop(call(["0", "0", "1", "1"]), [RAW], [RAW.size]).box == (0, 0, 999, 799)
+
+
+def test_resolved_names_and_over_long_items_are_refused():
+    from mini_o3.task.literal import NAME_REFUSED, Resolved
+
+    assert crop(call([Resolved("min"), 0, 1, 1]), [RAW], [RAW.size]) == CropError(NAME_REFUSED.format(name="min"))
+    long = crop(call(["1" * 30_000, 0, 1, 1]), [RAW], [RAW.size])
+    assert long == CropError("a bbox_2d item is too long to scale: str of length 30000 times 1000")
+
+
+def test_absolute_huge_integers_are_an_error_not_a_crash():
+    # int * float: OverflowError, caught as the reference's except Exception does
+    assert crop(call([10**400, 0, 1, 1]), [RAW], [(500, 400)], relative=False) == CropError(
+        "int too large to convert to float")
+
+
+# -- model-facing resizes: the reference's step-by-step chains (vllm_async_engine.py process_image)
+def test_a_thin_crop_takes_two_nearest_steps():
+    raw = gradient(1, 150)
+    steps = [(16, 2449), (29, 4286)]  # into min_pixels, then the short side to 28 px
+    assert observation_steps(raw.size, 40_000, 2_000_000) == steps
+    chained = raw.resize(steps[0], Image.Resampling.NEAREST).resize(steps[1], Image.Resampling.NEAREST)
+    one_step = raw.resize(steps[1], Image.Resampling.NEAREST)
+    assert chained.tobytes() != one_step.tobytes()
+    assert resize_observation(raw, 40_000, 2_000_000).tobytes() == chained.tobytes()
+
+
+def test_the_aspect_rule_keeps_the_long_side():
+    # (5, 999) into 3000 px: (3, 774); 28-px rule: (29, 7225); ratio 249 -> short side int(7225 / 190 + 1)
+    assert observation_steps((5, 999), 400, 3000) == [(3, 774), (29, 7225), (39, 7225)]
+    assert observation_steps((999, 5), 400, 3000) == [(774, 3), (7225, 29), (7225, 39)]
+
+
+def test_the_first_image_is_rgb_before_lanczos():
+    rgba = Image.new("RGBA", (64, 64), (255, 0, 0, 0))
+    rgba.putpixel((10, 10), (0, 255, 0, 255))
+    shown = resize_initial(rgba, 40_000, 2_000_000)
+    assert shown.tobytes() == rgba.convert("RGB").resize((200, 200), Image.Resampling.LANCZOS).tobytes()
+    assert shown.tobytes() != rgba.resize((200, 200), Image.Resampling.LANCZOS).convert("RGB").tobytes()
+    palette = Image.new("P", (64, 64))
+    palette.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
+    palette.putpixel((5, 5), 1)
+    assert resize_initial(palette, 40_000, 2_000_000).tobytes() == (
+        palette.convert("RGB").resize((200, 200), Image.Resampling.LANCZOS).tobytes())
+
+
+def test_both_lanczos_steps_run_when_the_bounds_meet():
+    # min_pixels == max_pixels: down to (30, 33) = 990 px, then "up" again to the same size (a copy)
+    assert initial_steps((90, 100), 1000, 1000) == [(30, 33), (30, 33)]
+
+
+def test_crops_of_a_non_rgb_raw_look_the_same_as_of_its_rgb_copy():
+    """The verl agent loop keeps its raw original's mode: NEAREST steps and the final RGB conversion
+    commute, so the model sees the same pixels."""
+    for mode in ("P", "RGBA", "LA", "CMYK", "L"):
+        raw = gradient(120, 90).convert(mode)
+        for box in ((0, 0, 1, 80), (10, 10, 100, 20), (3, 4, 5, 6)):
+            a = resize_observation(raw.crop(box), 40_000, 2_000_000)
+            b = resize_observation(raw.convert("RGB").crop(box), 40_000, 2_000_000)
+            assert a.tobytes() == b.tobytes(), (mode, box)

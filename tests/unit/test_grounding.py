@@ -1,4 +1,6 @@
-"""The <grounding> parser: strict = the reference regex's accept/reject set; lenient = any JSON."""
+"""The <grounding> parser: strict = the reference regex's accept/reject set and eval()'s messages
+(Mini-o3 @ 8654dbf, vllm_async_engine.py process_tool_call lines 520-531), never running code;
+lenient = any JSON. The stored upstream cases are in test_golden_grounding.py."""
 
 import json
 import math
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 
 from mini_o3.task import GroundingCall, GroundingError, has_tool_call, parse_grounding
 from mini_o3.task.grounding import STRICT_NO_MATCH
+from mini_o3.task.literal import CODE_REFUSED, NAME_REFUSED, TOO_DEEP, evaluate
 
 CANONICAL = '<think>look</think> <grounding>{"bbox_2d": [0.1, 0.2, 0.3, 0.4], "source": "original_image"}</grounding>'
 
@@ -43,11 +46,65 @@ def test_strict_quote_class_admits_single_quote_and_comma():
 def test_strict_bbox_errors_carry_the_reference_messages():
     three = '<grounding>{"bbox_2d": [0.1, 0.2, 0.3], "source": "original_image"}</grounding>'
     assert parse_grounding(three) == GroundingError("")  # bare assert in the reference
-    code = '<grounding>{"bbox_2d": __import__("os").getcwd(), "source": "original_image"}</grounding>'
-    result = parse_grounding(code)
-    assert isinstance(result, GroundingError)  # literal_eval: never executes model text
-    words = '<grounding>{"bbox_2d": ["a", 0, 1, 1], "source": "original_image"}</grounding>'
-    assert "must hold 4 numbers" in parse_grounding(words).message
+    tuple_ = '<grounding>{"bbox_2d": (0.1, 0.2, 0.3, 0.4), "source": "original_image"}</grounding>'
+    assert parse_grounding(tuple_) == GroundingError("")
+    names = '<grounding>{"bbox_2d": [x0, y0, x1, y1], "source": "original_image"}</grounding>'
+    assert parse_grounding(names) == GroundingError("name 'x0' is not defined")
+    percent = '<grounding>{"bbox_2d": [10%, 20%, 30%, 40%], "source": "original_image"}</grounding>'
+    assert parse_grounding(percent) == GroundingError("invalid syntax (<string>, line 1)")
+    comma = '<grounding>{"bbox_2d": [0.1 0.2 0.3 0.4], "source": "original_image"}</grounding>'
+    assert parse_grounding(comma) == GroundingError("invalid syntax. Perhaps you forgot a comma? (<string>, line 1)")
+    # eval() strips leading spaces and tabs; so does the kit (compile() alone would not)
+    spaced = '<grounding>{"bbox_2d":   [0.1, 0.2, 0.3, 0.4], "source": "original_image"}</grounding>'
+    assert parse_grounding(spaced) == GroundingCall((0.1, 0.2, 0.3, 0.4), "original_image")
+
+
+def test_strict_keeps_non_number_items_for_the_crop_to_judge():
+    """function_tools.py prepare_grounding_inputs_multi_turn checks the source before it scales the
+    items, so an item's error is the crop's (see test_crop)."""
+    words = '<grounding>{"bbox_2d": ["a", None, 1, 1], "source": "original_image"}</grounding>'
+    assert parse_grounding(words) == GroundingCall(("a", None, 1, 1), "original_image")
+
+
+def test_code_is_refused_never_run(tmp_path):
+    marker = tmp_path / "ran"
+    code = f'<grounding>{{"bbox_2d": __import__("os").mkdir({str(marker)!r}), "source": "original_image"}}</grounding>'
+    # refused at the first operation the reference would run: the call of __import__
+    assert parse_grounding(code) == GroundingError(CODE_REFUSED.format(code='__import__("os")'))
+    assert not marker.exists()
+    arithmetic = '<grounding>{"bbox_2d": [0.1+0.2, 0, 1, 1], "source": "original_image"}</grounding>'
+    assert parse_grounding(arithmetic) == GroundingError(CODE_REFUSED.format(code="0.1+0.2"))
+    # an operand that fails first still gives the reference's text
+    undefined_first = '<grounding>{"bbox_2d": [x0*2, 0, 1, 1], "source": "original_image"}</grounding>'
+    assert parse_grounding(undefined_first) == GroundingError("name 'x0' is not defined")
+
+
+def test_names_upstream_resolves_are_refused_where_used():
+    builtin = parse_grounding('<grounding>{"bbox_2d": [min, 0, 1, 1], "source": "original_image"}</grounding>')
+    assert isinstance(builtin, GroundingCall)  # the reference also gets this far
+    assert parse_grounding('<grounding>{"bbox_2d": bbox, "source": "original_image"}</grounding>') == GroundingError(
+        NAME_REFUSED.format(name="bbox"))
+    assert parse_grounding('<grounding>{"bbox_2d": {min}, "source": "o"}</grounding>') == GroundingError(
+        NAME_REFUSED.format(name="min"))
+
+
+def test_nesting_too_deep_for_the_reader_is_refused_and_for_the_compiler_is_its_error():
+    def nested(n):
+        return '<grounding>{"bbox_2d": [' + "-" * n + '1], "source": "original_image"}</grounding>'
+
+    assert parse_grounding(nested(1500)) == GroundingError(TOO_DEEP)  # the reference would read [1]
+    assert parse_grounding(nested(5000)) == GroundingError("maximum recursion depth exceeded during compilation")
+
+
+def test_evaluate_builds_literals_with_evals_errors():
+    assert evaluate("[1, -2.5, 'a', b'b', None, True, ..., (1,), {1}, {'k': [2]}]") == [
+        1, -2.5, "a", b"b", None, True, ..., (1,), {1}, {"k": [2]}]
+    for text, message in [("{[1]: x0}", "name 'x0' is not defined"), ("{[1], 2}", "unhashable type: 'list'"),
+                          ("[-'a']", "bad operand type for unary -: 'str'"), ("'abc", None), ("", None)]:
+        with pytest.raises(Exception) as info:
+            evaluate(text)
+        if message:
+            assert str(info.value) == message
 
 
 def test_lenient_validation_messages_name_the_problem():
@@ -58,6 +115,11 @@ def test_lenient_validation_messages_name_the_problem():
     assert "finite" in nan.message
     assert "JSON object" in parse_grounding("<grounding>[1, 2]</grounding>", "lenient").message
     assert "not a JSON object" in parse_grounding("<grounding>{oops</grounding>", "lenient").message
+    # no memory address (ast.literal_eval's "<ast.Name object at 0x...>"), no crash on a huge int
+    named = parse_grounding('<grounding>{"bbox_2d": [x0, 0, 1, 1], "source": "original_image"}</grounding>', "lenient")
+    assert named.message == "the grounding argument is not a JSON object: name 'x0' is not defined"
+    huge = parse_grounding('<grounding>{"bbox_2d": [' + "9" * 400 + ', 0, 1, 1], "source": "o"}</grounding>', "lenient")
+    assert isinstance(huge, GroundingCall)
 
 
 def test_lenient_takes_the_last_block_like_the_greedy_reference_regex():

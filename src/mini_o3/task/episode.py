@@ -23,7 +23,7 @@ from typing import Optional, Protocol, Union
 from PIL import Image
 
 from .answer import ends_with_answer
-from .crop import Crop, crop, resize_initial, resize_observation
+from .crop import Crop, as_rgb, crop, resize_initial, resize_observation
 from .grounding import GroundingError, ParserMode, has_tool_call, parse_grounding
 from .limits import ApproxTokenCounter, RolloutLimits, TokenCounter, TRAIN_LIMITS
 from .prompts import IM_END, IMAGE_PLACEHOLDER, TOOL_STOP, PromptSet, get_prompt_set
@@ -223,11 +223,13 @@ def _tool_result(out: _Output, traj: Trajectory, limits: RolloutLimits, parser: 
 
 
 def _original(sample: EpisodeSample, limits: RolloutLimits) -> tuple[Image.Image, Image.Image]:
-    """The raw original and its model-facing copy. For a file, both are cached by (path, mtime,
-    size, pixel bounds): the k samples of one question run back to back, and the LANCZOS resize of
-    a 12 MP original costs ~0.1 s. The images are never mutated, so episodes can share them."""
+    """The raw original in RGB (the reference's ``load_image``: ``Image.open(path).convert("RGB")``)
+    and its model-facing copy. For a file, both are cached by (path, mtime, size, pixel bounds): the
+    k samples of one question run back to back, and the LANCZOS resize of a 12 MP original costs
+    ~0.1 s. The images are never mutated, so episodes can share them."""
     if isinstance(sample.image, Image.Image):
-        return sample.image, resize_initial(sample.image, limits.min_pixels, limits.max_pixels)
+        raw = as_rgb(sample.image)
+        return raw, resize_initial(raw, limits.min_pixels, limits.max_pixels)
     try:
         stat = os.stat(sample.image)
     except OSError as exc:
@@ -242,6 +244,5 @@ def _original(sample: EpisodeSample, limits: RolloutLimits) -> tuple[Image.Image
 @functools.lru_cache(maxsize=8)
 def _cached_original(path: str, mtime_ns: int, size: int, min_pixels: int, max_pixels: int) -> tuple[Image.Image, Image.Image]:
     with Image.open(path) as image:
-        image.load()
-        raw = image.copy()
+        raw = image.convert("RGB")  # a copy, also when the file is RGB
     return raw, resize_initial(raw, min_pixels, max_pixels)

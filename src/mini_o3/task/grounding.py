@@ -2,11 +2,14 @@
 
 Two modes:
 
-* ``strict`` accepts and rejects exactly what the reference regex accepts (``re.match`` of
-  ``.*<grounding>{"bbox_2d": (.*),.*"source": [',"](.*)[',"]}</grounding>`` with DOTALL). The
-  reference ``eval()``s group 1; we use ``ast.literal_eval`` (no code execution), so only an
-  arithmetic expression such as ``[1/2, ...]`` is read differently. Error messages reproduce the
-  reference exception texts, because they go verbatim into the error observation.
+* ``strict`` accepts and rejects exactly what the reference accepts: ``re.match`` of
+  ``.*<grounding>{"bbox_2d": (.*),.*"source": [',"](.*)[',"]}</grounding>`` (DOTALL), then
+  ``eval()`` of group 1, which must give a list of 4 items (Mini-o3 @ 8654dbf,
+  ``vllm_async_engine.py`` ``process_tool_call`` and ``function_tools.py``
+  ``prepare_grounding_inputs_multi_turn``). ``eval()`` is replaced by ``literal.evaluate``: the same
+  values and exception texts (they go verbatim into the error observation), nothing executed; code
+  such as ``[0.1+0.2, ...]`` is refused where the reference computes it. The 4 items are kept as
+  evaluated; ``crop`` checks them after the source, in the reference's order.
 * ``lenient`` accepts any JSON (or Python-literal) object inside the last
   ``<grounding>…</grounding>`` with a ``bbox_2d`` of 4 finite numbers and a string ``source``,
   whatever the whitespace and key order.
@@ -14,12 +17,13 @@ Two modes:
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 import re
 from dataclasses import dataclass
 from typing import Literal, Union
+
+from .literal import Resolved, evaluate
 
 ParserMode = Literal["strict", "lenient"]
 PARSER_MODES: tuple[str, ...] = ("strict", "lenient")
@@ -34,9 +38,10 @@ STRICT_NO_MATCH = "'NoneType' object has no attribute 'group'"
 
 @dataclass(frozen=True)
 class GroundingCall:
-    """A parsed tool call. ``bbox`` is as written (relative 0–1 or absolute pixels)."""
+    """A parsed tool call. ``bbox`` holds the 4 items as written (relative 0–1 or absolute pixels):
+    numbers, or in strict mode any literal value (the crop reports what the reference reports)."""
 
-    bbox: tuple[float, float, float, float]
+    bbox: tuple[object, object, object, object]
     source: str
 
 
@@ -69,16 +74,15 @@ def _parse_strict(text: str) -> ParseResult:
     if match is None:
         return GroundingError(STRICT_NO_MATCH)
     try:
-        value = ast.literal_eval(match.group(1))
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+        value = evaluate(match.group(1))
+    except Exception as exc:  # the reference catches every exception and shows str(exc)
         return GroundingError(str(exc))
+    if isinstance(value, Resolved):
+        return GroundingError(str(value.refusal()))
     # Reference: ``assert isinstance(obj['bbox_2d'], list) and len(...) == 4`` (no message).
     if not isinstance(value, list) or len(value) != 4:
         return GroundingError("")
-    bbox = _as_numbers(value)
-    if isinstance(bbox, GroundingError):
-        return bbox
-    return GroundingCall(bbox=bbox, source=match.group(2))
+    return GroundingCall(bbox=(value[0], value[1], value[2], value[3]), source=match.group(2))
 
 
 def _parse_lenient(text: str) -> ParseResult:
@@ -102,7 +106,7 @@ def _parse_lenient(text: str) -> ParseResult:
     bbox = _as_numbers(value)
     if isinstance(bbox, GroundingError):
         return bbox
-    if not all(math.isfinite(v) for v in bbox):
+    if not all(math.isfinite(v) for v in bbox if isinstance(v, float)):
         return GroundingError(f"'bbox_2d' must hold finite numbers, got {list(bbox)}")
     return GroundingCall(bbox=bbox, source=source)
 
@@ -113,9 +117,10 @@ def _load_object(body: str) -> object:
     except (ValueError, RecursionError):
         pass
     try:
-        return ast.literal_eval(body)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+        value = evaluate(body)
+    except Exception as exc:  # never raised on: any message from reading the text is shown
         return GroundingError(f"the grounding argument is not a JSON object: {exc}")
+    return GroundingError(str(value.refusal())) if isinstance(value, Resolved) else value
 
 
 def _as_numbers(values: list) -> tuple[float, float, float, float] | GroundingError:

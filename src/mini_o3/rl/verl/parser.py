@@ -4,6 +4,8 @@ A turn is a tool turn when it holds ``<grounding>…</grounding>`` (the task kit
 The call is parsed by ``mini_o3.task.parse_grounding`` (strict = the reference regex; the
 ``minio3_grounding_lenient`` parser accepts any JSON object). A call that does not parse is still
 returned, as ``{"error": message}``: the crop tool turns it into the reference error observation.
+A call whose items JSON cannot carry exactly (a tuple, bytes, ...) is returned as ``{"text": turn,
+"parser": mode}``, and the crop tool parses the turn with the task kit itself.
 """
 
 from __future__ import annotations
@@ -27,9 +29,22 @@ def grounding_call(text: str, mode: ParserMode = "strict") -> FunctionCall | Non
     parsed = parse_grounding(text, mode)
     if isinstance(parsed, GroundingError):
         arguments: dict[str, Any] = {"error": parsed.message}
-    else:
+    elif all(_json_exact(item) for item in parsed.bbox):
         arguments = {"bbox_2d": list(parsed.bbox), "source": parsed.source}
+    else:  # items JSON would change (a tuple, bytes, ...): the tool parses the turn itself
+        arguments = {"text": text, "parser": mode}
     return FunctionCall(name=CROP_TOOL_NAME, arguments=json.dumps(arguments, ensure_ascii=False))
+
+
+def _json_exact(value: Any) -> bool:
+    """True when a JSON round trip gives ``value`` back with the same types."""
+    if value is None or type(value) in (str, int, float, bool):
+        return True
+    if type(value) is list:
+        return all(_json_exact(item) for item in value)
+    if type(value) is dict:
+        return all(type(key) is str and _json_exact(item) for key, item in value.items())
+    return False
 
 
 class _GroundingParser(ToolParser):

@@ -15,7 +15,7 @@ from typing import Any, Optional
 from verl.tools.base_tool import BaseTool
 from verl.tools.schemas import OpenAIFunctionToolSchema, ToolResponse
 
-from mini_o3.task import Crop, GroundingCall, crop, resize_observation
+from mini_o3.task import Crop, GroundingCall, GroundingError, crop, parse_grounding, resize_observation
 
 from .names import CROP_TOOL_NAME
 
@@ -60,6 +60,11 @@ class CropTool(BaseTool):
             raise ValueError("CropTool needs agent_data.raw_images (the trajectory's full-resolution images)")
         if "error" in parameters:
             return ToolResponse(text=str(parameters["error"])), 0.0, {"error": str(parameters["error"])}
+        if "text" in parameters:  # the parser's hand-over of a call JSON cannot carry exactly
+            parsed = parse_grounding(str(parameters["text"]), parameters.get("parser", "strict"))
+            if isinstance(parsed, GroundingError):
+                return ToolResponse(text=parsed.message), 0.0, {"error": parsed.message}
+            parameters = {"bbox_2d": parsed.bbox, "source": parsed.source}
         try:
             call = GroundingCall(bbox=tuple(parameters["bbox_2d"]), source=str(parameters["source"]))  # type: ignore[arg-type]
         except (KeyError, TypeError) as exc:
