@@ -110,12 +110,17 @@ def prepare_list() -> None:
 def tiny_model(
     out: Path = typer.Option(..., "--out", help="Directory for the HF model (config, weights, tokenizer, processor)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Weight-init seed; the same seed writes identical weights."),
+    profile: str = typer.Option("parity", "--profile", metavar="parity|learn",
+                                help="parity: the real Qwen vocabulary (token-parity tests); learn: the learning "
+                                     "profile's model (reduced vocabulary, wider and deeper; learns on a CPU)."),
 ) -> None:
     """Build a random-init tiny Qwen2.5-VL with an offline Qwen tokenizer (a few MB)."""
-    from mini_o3.tiny import build_tiny_model
+    from mini_o3.tiny import TINY_PROFILES, build_tiny_model
 
+    if profile not in TINY_PROFILES:
+        _fail(f"--profile {profile!r} is not a tiny-model profile; expected one of {', '.join(TINY_PROFILES)}")
     try:
-        path = build_tiny_model(out, seed=seed, progress=True)
+        path = build_tiny_model(out, seed=seed, progress=True, spec=TINY_PROFILES[profile])
     except ValueError as exc:
         _fail(str(exc))
     console.print(f"[green]wrote[/green] {path}")

@@ -20,12 +20,15 @@ token with the lower ranks, which yields exactly Qwen's 151 387 merges.
 from __future__ import annotations
 
 import base64
+import json
 import contextlib
 import importlib.resources
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 if TYPE_CHECKING:
     from transformers import (
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHAT_TEMPLATE",
+    "TINY_PROFILES",
+    "TinySpec",
     "EOS_TOKEN",
     "PAD_TOKEN",
     "PRETOKENIZE_REGEX",
@@ -119,6 +124,51 @@ CHAT_TEMPLATE = (
 )
 """The Qwen2-VL / Qwen2.5-VL chat template."""
 
+class TinySpec(BaseModel):
+    """Sizes of a tiny Qwen2.5-VL. Defaults: the token-parity model (the real 151 936-row vocabulary);
+    ``TINY_PROFILES["learn"]``: the learning profile's model (a reduced vocabulary, a wider and deeper
+    text and vision stack), which learns the grid task on 2 CPU cores in minutes.
+
+    ``vocab="reduced"`` trains a byte-level BPE (Qwen's pre-tokenizer, every byte a token, so any text
+    still encodes) of ``reduced_vocab_size`` tokens offline on the protocol strings (system prompt,
+    observation and error templates) and the synthetic families' question and oracle texts; the 22
+    Qwen2.5-VL added tokens keep their names and follow it. Token ids then differ from Qwen's: the
+    model config, processor and generation config take every special id from this tokenizer.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    vocab: Literal["qwen", "reduced"] = Field("qwen", description="qwen: the real vocabulary; reduced: see above")
+    reduced_vocab_size: int = Field(1024, ge=300, le=32_768, description="BPE tokens of a reduced vocabulary")
+    hidden: int = Field(64, ge=32, description="text hidden size (= heads x 32)")
+    layers: int = Field(2, ge=1)
+    heads: int = Field(2, ge=1)
+    kv_heads: int = Field(1, ge=1)
+    intermediate: int = Field(128, ge=16)
+    vision_depth: int = Field(2, ge=1)
+    vision_hidden: int = Field(64, ge=32)
+    vision_heads: int = Field(2, ge=1)
+    vision_intermediate: int = Field(128, ge=16)
+
+    @model_validator(mode="after")
+    def _heads(self) -> "TinySpec":
+        if self.hidden != 32 * self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be heads ({self.heads}) x 32 (mrope_section [4, 6, 6])")
+        if self.heads % self.kv_heads:
+            raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})")
+        if self.vision_hidden % self.vision_heads or (self.vision_hidden // self.vision_heads) % 4:
+            raise ValueError(f"vision_hidden ({self.vision_hidden}) / vision_heads ({self.vision_heads}) "
+                             f"must be a multiple of 4")
+        return self
+
+
+#: Named model sizes (``mini-o3 tiny-model --profile NAME``).
+TINY_PROFILES: dict[str, TinySpec] = {
+    "parity": TinySpec(),
+    "learn": TinySpec(vocab="reduced", hidden=128, layers=4, heads=4, kv_heads=2, intermediate=384,
+                      vision_depth=4, vision_hidden=128, vision_heads=4, vision_intermediate=256),
+}
+
 _QWEN_MEAN = [0.48145466, 0.4578275, 0.40821073]
 _QWEN_STD = [0.26862954, 0.26130258, 0.27577711]
 _INIT_STD = 0.02
@@ -165,20 +215,67 @@ def _qwen_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
     return {text(token): rank for token, rank in ranks.items()}, merges
 
 
-def build_tiny_tokenizer() -> Qwen2Tokenizer:
-    """The real Qwen2.5-VL tokenizer (ids, pre-tokenizer, specials, chat template), built offline."""
-    from tokenizers import (
-        AddedToken,
-        Regex,
-        Tokenizer,
-        decoders,
-        normalizers,
-        pre_tokenizers,
+def _reduced_bpe(size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """A byte-level BPE of ``size`` tokens trained on ``_protocol_corpus()`` (deterministic)."""
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, trainers
+    from tokenizers.models import BPE
+
+    backend = Tokenizer(BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
+    backend.normalizer = normalizers.NFC()
+    backend.pre_tokenizer = _pre_tokenizer()
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=size, min_frequency=2, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
+    backend.train_from_iterator(_protocol_corpus(), trainer=trainer)
+    model = json.loads(backend.to_str())["model"]
+    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    return dict(model["vocab"]), merges  # type: ignore[return-value]
+
+
+def _protocol_corpus() -> list[str]:
+    """Texts the reduced vocabulary is trained on: the protocol strings of the task kit and the
+    synthetic families' questions and oracle turns (generated, small canvases)."""
+    from mini_o3.data.synthetic import SynthConfig, make_item, oracle_rollouts
+    from mini_o3.data.synthetic.grid import GRID_STRATEGIES
+    from mini_o3.data.synthetic.config import STRATEGIES
+    from mini_o3.task import get_prompt_set
+
+    prompts = get_prompt_set()
+    texts = [prompts.system] * 8
+    for t in range(16):
+        texts += [prompts.observation_text(t), prompts.error_text("invalid syntax (<string>, line 1)")]
+    families = ((SynthConfig(family="grid", width_range=(448, 448), height_range=(448, 448),
+                             coldstart_strategies=GRID_STRATEGIES, coldstart_pixels=(3136, 12544)), GRID_STRATEGIES),
+                (SynthConfig(width_range=(512, 640), height_range=(512, 640)), STRATEGIES))
+    for config, strategies in families:
+        for seed in range(48):
+            item = make_item(config, seed, f"corpus_{seed}", "corpus.png")
+            texts.append(item.row.problem)
+            for _, traj in oracle_rollouts(item, list(strategies[:2]), seed, config):
+                texts += traj.model_outputs
+    return texts
+
+
+def _pre_tokenizer():
+    from tokenizers import Regex, pre_tokenizers
+
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
     )
+
+
+def build_tiny_tokenizer(spec: TinySpec | None = None) -> Qwen2Tokenizer:
+    """The real Qwen2.5-VL tokenizer (ids, pre-tokenizer, specials, chat template), built offline;
+    with ``spec.vocab == "reduced"``, the same tokenizer over a reduced BPE vocabulary."""
+    from tokenizers import AddedToken, Tokenizer, decoders, normalizers
     from tokenizers.models import BPE
     from transformers import Qwen2Tokenizer
 
-    vocab, merges = _qwen_bpe()
+    spec = spec or TinySpec()
+    vocab, merges = _qwen_bpe() if spec.vocab == "qwen" else _reduced_bpe(spec.reduced_vocab_size)
     backend = Tokenizer(
         BPE(
             vocab=vocab,
@@ -191,12 +288,7 @@ def build_tiny_tokenizer() -> Qwen2Tokenizer:
         )
     )
     backend.normalizer = normalizers.NFC()
-    backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
+    backend.pre_tokenizer = _pre_tokenizer()
     backend.decoder = decoders.ByteLevel()
     for token in SPECIAL_TOKENS:  # in id order, so each one lands on its documented id
         special = token not in _NON_SPECIAL_ADDED
@@ -241,62 +333,72 @@ def build_tiny_processor(tokenizer: Qwen2Tokenizer | None = None) -> Qwen2_5_VLP
     )
 
 
-def tiny_config() -> Qwen2_5_VLConfig:
-    """Config of the tiny model (see the module docstring for the size choices)."""
+def _special_ids(tokenizer: Qwen2Tokenizer | None) -> dict[str, int]:
+    """Ids of the added tokens: Qwen's for the real vocabulary, else the tokenizer's."""
+    if tokenizer is None:
+        return dict(SPECIAL_TOKENS)
+    return {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
+
+
+def tiny_config(spec: TinySpec | None = None, tokenizer: Qwen2Tokenizer | None = None) -> Qwen2_5_VLConfig:
+    """Config of the tiny model (see the module docstring and ``TinySpec`` for the size choices)."""
     from transformers import Qwen2_5_VLConfig
 
-    hidden = 64
+    spec = spec or TinySpec()
+    ids = _special_ids(tokenizer)
+    vocab_size = VOCAB_SIZE if spec.vocab == "qwen" else -(-(max(ids.values()) + 1) // 64) * 64
     text_config = {
-        "vocab_size": VOCAB_SIZE,
-        "hidden_size": hidden,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 1,
+        "vocab_size": vocab_size,
+        "hidden_size": spec.hidden,
+        "intermediate_size": spec.intermediate,
+        "num_hidden_layers": spec.layers,
+        "num_attention_heads": spec.heads,
+        "num_key_value_heads": spec.kv_heads,
         "max_position_embeddings": 32_768,
-        "max_window_layers": 2,
+        "max_window_layers": spec.layers,
         "rms_norm_eps": 1e-6,
         "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [4, 6, 6]},
-        "bos_token_id": SPECIAL_TOKENS[PAD_TOKEN],
-        "eos_token_id": SPECIAL_TOKENS[EOS_TOKEN],
-        "pad_token_id": SPECIAL_TOKENS[PAD_TOKEN],
+        "bos_token_id": ids[PAD_TOKEN],
+        "eos_token_id": ids[EOS_TOKEN],
+        "pad_token_id": ids[PAD_TOKEN],
         "tie_word_embeddings": True,
         "initializer_range": _INIT_STD,
     }
     vision_config = {
-        "depth": 2,
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_heads": 2,
-        "out_hidden_size": hidden,
+        "depth": spec.vision_depth,
+        "hidden_size": spec.vision_hidden,
+        "intermediate_size": spec.vision_intermediate,
+        "num_heads": spec.vision_heads,
+        "out_hidden_size": spec.hidden,
         "patch_size": 14,
         "spatial_merge_size": 2,
         "temporal_patch_size": 2,
         "window_size": 112,
-        "fullatt_block_indexes": [1],
+        "fullatt_block_indexes": [spec.vision_depth - 1],
         "tokens_per_second": 2,
         "initializer_range": _INIT_STD,
     }
     return Qwen2_5_VLConfig(
         text_config=text_config,
         vision_config=vision_config,
-        image_token_id=SPECIAL_TOKENS["<|image_pad|>"],
-        video_token_id=SPECIAL_TOKENS["<|video_pad|>"],
-        vision_start_token_id=SPECIAL_TOKENS["<|vision_start|>"],
-        vision_end_token_id=SPECIAL_TOKENS["<|vision_end|>"],
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True,
         dtype="bfloat16",
     )
 
 
-def tiny_generation_config() -> GenerationConfig:
+def tiny_generation_config(tokenizer: Qwen2Tokenizer | None = None) -> GenerationConfig:
     """Greedy decoding that stops at `<|im_end|>` or `<|endoftext|>`."""
     from transformers import GenerationConfig
 
+    ids = _special_ids(tokenizer)
     return GenerationConfig(
-        bos_token_id=SPECIAL_TOKENS[PAD_TOKEN],
-        eos_token_id=[SPECIAL_TOKENS[EOS_TOKEN], SPECIAL_TOKENS[PAD_TOKEN]],
-        pad_token_id=SPECIAL_TOKENS[PAD_TOKEN],
+        bos_token_id=ids[PAD_TOKEN],
+        eos_token_id=[ids[EOS_TOKEN], ids[PAD_TOKEN]],
+        pad_token_id=ids[PAD_TOKEN],
     )
 
 
@@ -334,8 +436,9 @@ def _no_hf_progress_bars() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def build_tiny_model(out_dir: str | Path, seed: int = 0, *, progress: bool = False) -> Path:
-    """Write a random-init tiny Qwen2.5-VL (model, tokenizer, processor) to `out_dir`.
+def build_tiny_model(out_dir: str | Path, seed: int = 0, *, progress: bool = False, spec: TinySpec | None = None) -> Path:
+    """Write a random-init tiny Qwen2.5-VL (model, tokenizer, processor) of ``spec`` (default: the
+    token-parity model) to `out_dir`.
 
     Files in an existing directory are overwritten. The same `seed` gives byte-identical
     files. Returns `out_dir` as a `Path`.
@@ -349,12 +452,15 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, *, progress: bool = Fal
 
     with _steps(progress, total=4) as step:
         step("building tokenizer")
-        processor = build_tiny_processor(build_tiny_tokenizer())
+        spec = spec or TinySpec()
+        tokenizer = build_tiny_tokenizer(spec)
+        processor = build_tiny_processor(tokenizer)
+        specials = tokenizer if spec.vocab == "reduced" else None
 
         step("initialising weights")
         with torch.random.fork_rng(devices=[]):  # leave the caller's RNG state alone
             torch.manual_seed(seed)
-            model = Qwen2_5_VLForConditionalGeneration(tiny_config())
+            model = Qwen2_5_VLForConditionalGeneration(tiny_config(spec, specials))
             # Every tensor (biases and norm scales too) gets seeded noise, so a tensor that a
             # consumer fails to load changes the outputs instead of silently matching an init.
             with torch.no_grad():
@@ -363,7 +469,7 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, *, progress: bool = Fal
                     if param.dim() == 1 and not name.endswith("bias"):  # norm scales
                         param.add_(1.0)
         model = model.to(torch.bfloat16).eval()
-        model.generation_config = tiny_generation_config()
+        model.generation_config = tiny_generation_config(specials)
 
         step("saving model")
         out.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ REFERENCE_DATA_SOURCES = (
     "visual_probe_train", "deepeyes_train", "visual_probe_easy", "visual_probe_medium",
     "visual_probe_hard", "vstar_bench",
 )
-SYNTHETIC_DATA_SOURCES = ("synthetic_easy", "synthetic_medium", "synthetic_hard")
+SYNTHETIC_DATA_SOURCES = ("synthetic_easy", "synthetic_medium", "synthetic_hard", "synthetic_grid")
 
 Difficulty = Literal["easy", "medium", "hard"]
 Category = Literal["colour", "text", "shape", "position"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Callable, Literal, Optional
 
 from . import hrbench, mme_realworld, synthetic, visualprobe, vstar
+from ..schemas import SYNTHETIC_DATA_SOURCES
 from .draft import ConvertContext, SourceRows
 
 Split = Literal["train", "val"]
@@ -49,7 +50,7 @@ BENCHMARKS: dict[str, BenchSpec] = {
                   "MME-RealWorld full or Lite (config.mme_realworld_variant; Lite hub id: "
                   "yifanzhang114/MME-RealWorld-lite-lmms-eval; also a local copy of yifanzhang114/MME-RealWorld-Base64 "
                   "(JSON shards, Lite TSV) or of yifanzhang114/MME-RealWorld (JSON + images)), English only by default"),
-        BenchSpec("synthetic", synthetic.convert, "val", ("synthetic_easy", "synthetic_medium", "synthetic_hard"), None,
+        BenchSpec("synthetic", synthetic.convert, "val", SYNTHETIC_DATA_SOURCES, None,
                   None, "re-emit a folder written by mini_o3.data.synthetic.generate"),
     )
 }

@@ -6,7 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ...task import TRAIN_LIMITS
 from ..schemas import Category, Difficulty
+from .grid import GRID_STRATEGIES, GridSpec, GridStrategy
 
 #: Bumped whenever the same (config, seed) would draw different images or questions.
 GENERATOR_VERSION = "synthetic-v1"
@@ -69,6 +71,10 @@ class SynthConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    family: Literal["search", "grid"] = Field(
+        "search", description="search: one small target among distractors (the benchmark); grid: the learning "
+                              "profile's named-cell shape question (see data.synthetic.grid)")
+    grid: GridSpec = Field(default_factory=GridSpec, description="knobs of the grid family")
     width_range: tuple[int, int] = Field((2048, 4096), description="canvas width in px, (low, high) inclusive")
     height_range: tuple[int, int] = Field((1536, 3072), description="canvas height in px, (low, high) inclusive")
     difficulty_mix: dict[Difficulty, float] = Field(
@@ -92,7 +98,11 @@ class SynthConfig(BaseModel):
     image_format: Literal["png"] = Field("png", description="image file format (lossless, deterministic)")
     png_compress_level: int = Field(6, ge=0, le=9, description="zlib level of PNG files")
     coldstart_rollouts: int = Field(2, ge=0, le=len(STRATEGIES), description="oracle trajectories per train question")
-    coldstart_strategies: tuple[Strategy, ...] = Field(STRATEGIES, description="oracle strategies to draw from")
+    coldstart_strategies: tuple[Strategy | GridStrategy, ...] = Field(
+        STRATEGIES, description="oracle strategies to draw from (the family's: search STRATEGIES, grid GRID_STRATEGIES)")
+    coldstart_pixels: tuple[int, int] = Field(
+        (TRAIN_LIMITS.min_pixels, TRAIN_LIMITS.max_pixels),
+        description="min/max pixels of the model-facing images in cold-start trajectories (match the SFT/RL limits)")
 
     @field_validator("width_range", "height_range")
     @classmethod
@@ -124,6 +134,12 @@ class SynthConfig(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self) -> "SynthConfig":
+        allowed = GRID_STRATEGIES if self.family == "grid" else STRATEGIES
+        foreign = [s for s in self.coldstart_strategies if s not in allowed]
+        if foreign:
+            raise ValueError(f"coldstart_strategies {foreign} are not strategies of family {self.family!r}; "
+                             f"expected some of {list(allowed)}")
+        _check_range(self.coldstart_pixels, "coldstart_pixels")
         for level, weight in self.difficulty_mix.items():
             if weight > 0 and level not in self.difficulties:
                 raise ValueError(f"difficulty_mix uses {level!r} but difficulties has no spec for it")

@@ -24,6 +24,7 @@ from PIL import Image
 from ..schemas import BBox, LabeledBox, MiniO3Row, SampleMeta, relative_box
 from .canvas import Layout, background, code_box_size, draw_code_box, draw_shape, draw_text, font_for_box_height, text_size
 from .config import GENERATOR_VERSION, SynthConfig
+from .grid import make_grid_item
 from .questions import Ask, colour_ask, finish, position_ask, shape_ask, text_ask
 from .vocab import COLOUR_NAMES, COLOURS, SHAPES, WORDS, random_code, similar_codes
 
@@ -99,6 +100,11 @@ def make_item(config: SynthConfig, seed: int, doc_id: str, image_path: str) -> S
     rng = np.random.default_rng(seed)
     width = int(rng.integers(config.width_range[0], config.width_range[1] + 1))
     height = int(rng.integers(config.height_range[0], config.height_range[1] + 1))
+    if config.family == "grid":
+        image, meta, problem, source = make_grid_item(config.grid, rng, width, height, doc_id, image_path, seed,
+                                                      GENERATOR_VERSION)
+        row = MiniO3Row(images=[image_path], doc_id=doc_id, problem=problem, solution=meta.solution, data_source=source)
+        return SynthItem(image, meta, row, [])
     difficulty = _weighted(rng, config.difficulty_mix)
     category = _weighted(rng, config.category_mix)
     answer_type = "mc" if rng.random() < config.mc_fraction else "free"

@@ -41,6 +41,7 @@ from ..bench.writer import write_split
 from ...atomic import write_text_atomic
 from ..schemas import COLDSTART_SCHEMA, MiniO3Row, SampleMeta, write_meta_jsonl
 from .config import GENERATOR_VERSION, Strategy, SynthConfig
+from .grid import GridOracle
 from .oracle import OraclePolicy
 from .questions import score_item
 from .scene import SynthItem, make_item
@@ -252,10 +253,21 @@ def _swap_into_place(staging: Path, out_dir: Path) -> None:
 # -- cold-start ------------------------------------------------------------------------------
 
 
-def oracle_rollouts(item: SynthItem, strategies: list[Strategy], rng_seed: int) -> list[tuple[Strategy, Trajectory]]:
-    """Run the oracle with each strategy on ``item`` (training limits)."""
+def oracle_rollouts(item: SynthItem, strategies: list[Strategy], rng_seed: int,
+                    config: SynthConfig | None = None) -> list[tuple[Strategy, Trajectory]]:
+    """Run the family's oracle with each strategy on ``item`` (training limits, with the config's
+    ``coldstart_pixels``)."""
+    config = config or SynthConfig()
     sample = EpisodeSample(problem=item.row.problem, image=item.image, sample_id=item.meta.doc_id)
-    return [(s, run_episode(OraclePolicy(item.meta, s, rng_seed), sample, TRAIN_LIMITS)) for s in strategies]
+    low, high = config.coldstart_pixels
+    limits = TRAIN_LIMITS.with_(min_pixels=low, max_pixels=high)
+
+    def oracle(strategy: Strategy):
+        if config.family == "grid":
+            return GridOracle(item.meta, config.grid, strategy)
+        return OraclePolicy(item.meta, strategy, rng_seed)
+
+    return [(s, run_episode(oracle(s), sample, limits)) for s in strategies]
 
 
 def image_names(n: int) -> list[str]:
@@ -271,7 +283,7 @@ def _add_coldstart(built: _Built, item: SynthItem, config: SynthConfig, sample_i
     order = rng.permutation(len(config.coldstart_strategies))[: config.coldstart_rollouts]
     strategies = [config.coldstart_strategies[int(i)] for i in order]
     first_png: Optional[bytes] = None  # every rollout starts from the same model-facing image
-    for strategy, traj in oracle_rollouts(item, strategies, item.meta.seed):
+    for strategy, traj in oracle_rollouts(item, strategies, item.meta.seed, config):
         if traj.termination != "answer" or score_item(item.meta, traj.answer) != 1.0:
             built.dropped += 1
             continue
