@@ -119,6 +119,10 @@ class RLConfig(BaseModel):
     rejection_sample: bool = Field(True, description="drop zero-variance / judge-failed groups and refill")
     min_group_std: float = Field(1e-4, ge=0, description="a group whose reward std is below this is dropped")
     max_num_gen_batches: int = Field(256, gt=0, description="generation batches allowed to fill one RL step")
+    max_barren_gen_batches: int = Field(
+        8, gt=0, description="fail once this many generation batches in a row gave no valid group (no reward "
+                             "variance: a too-weak or saturated policy); not in the seed, which loops to "
+                             "max_num_gen_batches")
     # -- rollout limits ---------------------------------------------------------------------------
     max_turns: int = Field(6, gt=0, description="assistant turns per training episode (max_generation_round)")
     max_images: int = Field(12, gt=0, description="images per training episode, original included")

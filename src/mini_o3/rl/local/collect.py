@@ -1,6 +1,8 @@
 """Rejection ("dynamic") sampling: roll out generation batches and keep the prompt groups that
 ``valid_groups`` accepts until ``batch_size`` groups are collected (at most ``max_gen_batches``
-generation batches, then a clear error, as the seed)."""
+generation batches, then a clear error, as the seed). ``progress`` hears about every generation
+batch; a policy whose groups show no reward variance for ``max_barren_gen_batches`` batches in a
+row fails at once (a too-weak or saturated policy would otherwise loop silently through all of them)."""
 
 from __future__ import annotations
 
@@ -44,9 +46,12 @@ def collect_groups(
     max_gen_batches: int,
     mode: str = "code",
     min_std: float = 1e-4,
+    max_barren_gen_batches: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Collected:
     """``generate_batch(k)`` rolls out and scores the ``k``-th generation batch of this step."""
     result = Collected(groups=[])
+    barren = 0  # consecutive generation batches without one valid group
     while len(result.groups) < batch_size:
         if result.gen_batches >= max_gen_batches:
             raise NotEnoughValidGroups(
@@ -74,5 +79,15 @@ def collect_groups(
                 result.groups.append(group)
             else:
                 result.filtered_groups += 1
+        barren = 0 if kept_uids else barren + 1
+        if progress is not None:
+            progress(f"generation batch {result.gen_batches}/{max_gen_batches}: {min(len(result.groups), batch_size)}"
+                     f"/{batch_size} valid groups ({result.filtered_groups} filtered)")
+        if max_barren_gen_batches is not None and barren >= max_barren_gen_batches:
+            mean = sum(rewards) / max(len(rewards), 1)
+            raise NotEnoughValidGroups(
+                f"no reward variance in {barren} generation batches in a row (every group's rewards were equal; "
+                f"mean reward of the last batch {mean:.3f}): the policy is too weak (all 0) or saturated (all 1) "
+                f"for GRPO. Check the SFT model (valid rate, Avg@k) or raise max_barren_gen_batches")
     result.groups = result.groups[:batch_size]
     return result

@@ -13,8 +13,9 @@ from typing import Any
 MLFLOW_RUN_FILE = "mlflow_run_id"
 
 #: Metrics shown on the console line, in order.
-CONSOLE_KEYS = ("rollout/reward", "rollout/accuracy", "rollout/exceed_ratio", "batch/filtered_groups",
-                "actor/pg_loss", "actor/entropy", "actor/clip_fraction", "perf/tokens_per_s", "timing/step")
+CONSOLE_KEYS = ("rollout/reward", "rollout/accuracy", "rollout/exceed_ratio", "rollout/groups_with_variance",
+                "batch/filtered_groups",
+                "actor/pg_loss", "actor/entropy", "actor/clip_fraction", "perf/tokens_per_s", "perf/host_rss_gb", "timing/step")
 
 
 class MetricsLogger:
@@ -45,6 +46,13 @@ class MetricsLogger:
             for i in range(0, len(flat), 100):
                 mlflow.log_params(dict(list(flat.items())[i:i + 100]))
         self._mlflow = mlflow
+
+    def progress(self, step: int, total: int):
+        """A callback printing rejection-sampling progress of RL step ``step`` (None without console)."""
+        if self.console is None:
+            return None
+        console = self.console
+        return lambda message: console.print(f"  step {step}/{total}: {message}", highlight=False)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(float(v))}

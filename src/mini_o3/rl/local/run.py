@@ -11,6 +11,7 @@ cursor and step counter).
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -163,7 +164,9 @@ def run_rl_local(
             collected = collect_groups(generate_batch, config.train_batch_size,
                                        rejection_sample=config.rejection_sample,
                                        max_gen_batches=config.max_num_gen_batches,
-                                       mode=config.over_turn_mode, min_std=config.min_group_std)
+                                       mode=config.over_turn_mode, min_std=config.min_group_std,
+                                       max_barren_gen_batches=config.max_barren_gen_batches,
+                                       progress=logger.progress(step + 1, total_steps))
             with timers.time("dump"):
                 dump_rollouts(out_dir / "rollouts" / f"step_{step + 1}.jsonl", collected)
             with timers.time("advantage"):
@@ -194,8 +197,8 @@ def run_rl_local(
                                                 {"cursor": {"epoch": cursor.epoch, "batch": cursor.batch},
                                                  "total_steps": total_steps, "seed": config.seed})
             timers.add("step", time.perf_counter() - step_start)
-            train_metrics = {**rollout_metrics(collected, samples, stats), **actor, **timers.metrics(),
-                             "train/epoch": cursor.epoch}
+            train_metrics = {**rollout_metrics(collected, samples, stats, min_std=config.min_group_std), **actor,
+                             **timers.metrics(), "train/epoch": cursor.epoch, "perf/host_rss_gb": host_rss_gb()}
             logger.log(step, train_metrics)
             if val_prompts and config.test_freq > 0 and (step % config.test_freq == 0 or step == total_steps):
                 val_metrics = run_validation(step)
@@ -217,13 +220,31 @@ def dump_rollouts(path: Path, collected: Any) -> None:
                                          "outputs": traj.model_outputs}) + "\n")
 
 
-def rollout_metrics(collected: Any, samples: Sequence[Any], stats: RolloutStats) -> dict[str, float]:
+def host_rss_gb() -> float:
+    """Resident memory of this process in GB (Linux /proc; 0.0 where unavailable): logged per step,
+    as host RAM growth during RL is a known seed problem (Mini-o3 issue #23)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1e9
+
+
+def rollout_metrics(collected: Any, samples: Sequence[Any], stats: RolloutStats,
+                    min_std: float = 1e-4) -> dict[str, float]:
     """Reward / accuracy / termination / turn histogram over every generated trajectory, plus the
-    kept batch's filtering and token counts."""
+    kept batch's filtering and token counts, and the share of generated groups whose rewards vary
+    (the groups that carry a GRPO signal)."""
+    import statistics
+
     trajs = [t for g in collected.generated for t in g.trajectories]
     scores = [s for g in collected.generated for s in g.scores]
     total = max(len(trajs), 1)
+    varied = [len(g.scores) > 1 and statistics.pstdev([s.reward for s in g.scores]) >= min_std
+              for g in collected.generated]
     metrics: dict[str, float] = {
+        "rollout/groups_with_variance": sum(varied) / max(len(varied), 1),
         "rollout/reward": sum(s.reward for s in scores) / total,
         "rollout/accuracy": sum(s.accuracy for s in scores) / total,
         "rollout/exceed_ratio": sum(t.termination == "exceed" for t in trajs) / total,
