@@ -34,7 +34,7 @@ def runs(tmp_path_factory):
     saved = dict(os.environ)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     out = tmp_path_factory.mktemp("embedded")
-    config = EmbeddedConfig(out=out, n_train=4, n_test=2, eval_k=1)
+    config = EmbeddedConfig(out=out, profile="smoke", n_train=4, n_test=2, eval_k=1)
     try:
         first = run_embedded(config)
         given = {
@@ -43,7 +43,7 @@ def runs(tmp_path_factory):
             "p1_data_eval_uri": first.stages["prepare_eval_data"].out_uri,
             "p2_sft_model_uri": first.stages["sft"].model_uri,
         }
-        second = run_embedded(config, given)
+        second = run_embedded(config, {**given, "p4_eval_compare": True})  # + base and SFT evaluations
         with pytest.raises(RuntimeError, match="rl"):
             run_embedded(config, {**given, "p3_rl_overrides": [*TINY_RL, "rollout_n=0"]})
         evaluate = {"storage_root": str(out / "eval-artifacts"), "mlflow_tracking_uri": (out / "mlruns").as_uri(),
@@ -165,3 +165,23 @@ def test_evaluate_pipeline_reports_the_given_model(runs):
     (failed,) = [r for k, r in parents.items() if k != ok_root.name]
     assert failed.info.status == "FAILED"
     assert not (Path(evaluate["storage_root"]) / failed.data.tags["kfp.run_id"] / "eval").exists()
+
+
+def test_compare_run_opens_its_report_with_the_learning_table(runs):
+    """p4_eval_compare evaluates the base and SFT models on the same questions as the RL model; the
+    report answers "did it learn?" first and report.json carries the same under ``learning``."""
+    second = runs["second"]
+    markdown = second.report_md.read_text()
+    assert markdown.index("## Did it learn?") < markdown.index("| Item | Value |")
+    learning = json.loads((second.report_md.parent / "report.json").read_text())["learning"]
+    assert set(learning["models"]) == {"base", "sft", "rl"}
+    for model in learning["models"].values():
+        assert 0 <= model["avg_at_k"] <= 1 and 0 <= model["valid_rate"] <= 1 and model["mean_turns"] >= 1
+        assert len(model["ci95"]) == 2
+    delta = learning["deltas"]["rl_minus_sft"]
+    assert delta["questions"] == 2 and delta["ci95"][0] <= delta["mean"] <= delta["ci95"][1]
+    assert 0 <= learning["chance"] <= 1
+    for name in ("eval_base", "eval_sft", "eval"):
+        assert (second.run_root / name / "report.json").is_file()
+    assert (second.run_root / "report" / "learning.png").is_file() or "learning.png" in (
+        second.report_html.read_text())

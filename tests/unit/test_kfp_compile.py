@@ -90,9 +90,10 @@ def test_gpu_pods_get_accelerators_node_selector_tolerations_and_shm(specs):
     spec, executors = specs["train"]
     containers = {name: e["container"] for name, e in spec["deploymentSpec"]["executors"].items()}
     gpu = {name for name, c in containers.items() if "accelerator" in c.get("resources", {})}
-    # exactly one GPU variant each of SFT, RL and evaluate; their launcher / CPU twins have none
+    # one GPU variant each of SFT and RL, three of evaluate (the RL model, and the base and SFT models
+    # for the learning table); their launcher / CPU twins have none
     assert sorted(containers[n]["image"].split("/")[-1].split(":")[0] for n in gpu) == [
-        "mini-o3-eval", "mini-o3-rl", "mini-o3-sft"]
+        "mini-o3-eval", "mini-o3-eval", "mini-o3-eval", "mini-o3-rl", "mini-o3-sft"]
     for name, container in containers.items():
         platform = executors[name]
         if name in gpu:

@@ -108,10 +108,23 @@ def score_summary(scores: Sequence[Sequence[float]], answers: Sequence[Sequence[
     }
 
 
+def follows_protocol(sample: Mapping[str, Any]) -> bool:
+    """An episode that follows the protocol: it ends on an answer turn with an extracted answer and
+    none of its tool calls failed to parse or crop (``trajectory.turns[*].error``)."""
+    turns = (sample.get("trajectory") or {}).get("turns") or []
+    return sample["termination"] == "answer" and sample["answer"] is not None and not any(t.get("error") for t in turns)
+
+
+def chance_level(options: Sequence[Sequence[str]]) -> float:
+    """Expected score of a uniform guess over each question's options (0 for free-form ones)."""
+    return sum(1 / len(o) for o in options if o) / len(options) if options else 0.0
+
+
 def behaviour_summary(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Turn histogram, tool calls, termination rates, judge failures and token usage of stored
     sample records (fields ``num_turns``, ``tool_calls``, ``num_crops``, ``termination``,
-    ``answer``, ``judge_failed``, ``generated_tokens``, ``context_tokens``)."""
+    ``answer``, ``judge_failed``, ``generated_tokens``, ``context_tokens``, ``trajectory``) and the
+    share of episodes that follow the protocol (``follows_protocol``)."""
     n = len(samples)
     if not n:
         return {"samples": 0}
@@ -131,6 +144,7 @@ def behaviour_summary(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "exceed_rate": rate(lambda s: s["termination"] == "exceed"),
         "void_rate": rate(lambda s: s["termination"] == "void"),
         "no_answer_rate": rate(lambda s: s["answer"] is None),
+        "valid_rate": rate(follows_protocol),
         "judge_calls": sum(1 for s in samples if s.get("judge")),
         "judge_failures": sum(1 for s in samples if s.get("judge_failed")),
         "generated_tokens": sum(generated),

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mini_o3.redact import redact
+
 from .config import EvalConfig
-from .metrics import behaviour_summary, mme_realworld_accuracy, score_summary
+from .metrics import behaviour_summary, chance_level, mme_realworld_accuracy, score_summary
 from .store import SampleStore
 
 if TYPE_CHECKING:
@@ -43,10 +45,14 @@ def summarize(items: list[tuple[Question, list[dict[str, Any]]]], seed: int) -> 
     scores = [[s["score"] for s in samples if s["score"] is not None] for _, samples in items]
     answers = [[s["answer_key"] for s in samples if s["score"] is not None] for _, samples in items]
     k = max((q.k for q, _ in items), default=1)
-    everything = [s for _, samples in items for s in samples]
+    everything = [s for _, samples in items for s in samples if not s.get("error")]
+    errored = [s for _, samples in items for s in samples if s.get("error")]
     summary = score_summary(scores, answers, k, seed=seed)
-    summary["excluded"] = sum(1 for s in everything if s["score"] is None)
+    summary["excluded"] = sum(1 for _, samples in items for s in samples if s["score"] is None)
+    summary["errors"] = len(errored)
+    summary["error_breakdown"] = dict(sorted(Counter(s["error"]["class"] for s in errored).items()))
     summary["missing"] = sum(q.k - len(samples) for q, samples in items)
+    summary["chance"] = chance_level([q.record.options for q, _ in items])
     summary["behaviour"] = behaviour_summary(everything)
     return summary
 
@@ -83,6 +89,30 @@ def protocol_summary(config: EvalConfig, benchmarks: dict[str, Any]) -> dict[str
     return out
 
 
+#: How errored samples enter Avg@k, in the words report.json / report.md use.
+ERROR_TREATMENT: dict[str, str] = {
+    "score_zero": "scored 0 and counted in Avg@k (sample_error=score_zero)",
+    "exclude": "left out of Avg@k (sample_error=exclude)",
+}
+#: Errored samples listed in report.json (all are in the samples file).
+ERROR_EXAMPLES = 20
+
+
+def errors_summary(questions: list[Question], store: SampleStore, config: EvalConfig) -> dict[str, Any]:
+    """The ``errors`` block of report.json: errored samples of the questions asked, their rate,
+    classes, treatment in Avg@k and the first ``ERROR_EXAMPLES`` (re-runs retry them)."""
+    samples = [store.get((q.benchmark, q.record.id, j)) for q in questions for j in range(q.k)]
+    errored = [s for s in samples if s is not None and s.get("error")]
+    asked = len(samples)
+    return {
+        "count": len(errored), "samples": asked, "rate": len(errored) / asked if asked else 0.0,
+        "max_error_rate": config.max_error_rate, "treatment": ERROR_TREATMENT[config.sample_error],
+        "by_class": dict(sorted(Counter(s["error"]["class"] for s in errored).items())),
+        "examples": [{"benchmark": s["benchmark"], "question_id": s["question_id"], "sample": s["sample"], **s["error"]}
+                     for s in errored[:ERROR_EXAMPLES]],
+    }
+
+
 def build_report(questions: list[Question], store: SampleStore, config: EvalConfig, spec: str) -> dict[str, Any]:
     """The ``report.json`` dict: per benchmark overall, by data source and by category."""
     benchmarks = {}
@@ -98,10 +128,11 @@ def build_report(questions: list[Question], store: SampleStore, config: EvalConf
     return {
         "policy": spec,
         "config_hash": config.config_hash(spec),
-        "config": config.model_dump(mode="json"),
+        "config": redact(config.model_dump(mode="json")),
         "store": store.path.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "protocol": protocol_summary(config, benchmarks),
+        "errors": errors_summary(questions, store, config),
         "benchmarks": benchmarks,
     }
 
@@ -144,6 +175,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"max images {report['config']['max_images']}, samples in `{report['store']}`.",
         "",
         *_protocol_lines(report.get("protocol")),
+        *_error_lines(report.get("errors")),
         "| Model | " + " | ".join(labels) + " |",
         "|---|" + "---:|" * len(labels),
         "| Ours (Avg@k ± SE) | " + " | ".join(
@@ -169,6 +201,15 @@ def _protocol_lines(protocol: dict[str, Any] | None) -> list[str]:
             f"({'scored 0' if j['judge_failure'] == 'score_zero' else 'excluded'}).", ""]
 
 
+def _error_lines(errors: dict[str, Any] | None) -> list[str]:
+    """The errored-samples paragraph (none when no sample errored)."""
+    if not errors or not errors["count"]:
+        return []
+    classes = ", ".join(f"{name} {n}" for name, n in errors["by_class"].items())
+    return [f"**Errored samples: {errors['count']} of {errors['samples']} ({100 * errors['rate']:.1f}%)**, "
+            f"{errors['treatment']}; by class: {classes}. Re-running the same command retries them.", ""]
+
+
 def _bench_section(bench: str, data: dict[str, Any]) -> list[str]:
     o, b = data["overall"], data["overall"]["behaviour"]
     ci = "–" if o["ci95"] is None else f"[{_pct(o['ci95'][0])}, {_pct(o['ci95'][1])}]"
@@ -176,7 +217,8 @@ def _bench_section(bench: str, data: dict[str, Any]) -> list[str]:
     lines = [
         f"## {bench}",
         "",
-        f"- questions {o['questions']}, samples {o['samples']} (k={o['k']}, excluded {o['excluded']}, missing {o['missing']})",
+        f"- questions {o['questions']}, samples {o['samples']} (k={o['k']}, excluded {o['excluded']}, missing {o['missing']}, "
+        f"errors {o.get('errors', 0)}" + (f": {o['error_breakdown']}" if o.get("errors") else "") + ")",
         f"- Avg@{o['k']} {_pct(o['avg_at_k'])}, SE {_pct(o['se'])}, 95% CI {ci}, maj@{o['k']} {_pct(o['maj_at_k'])}",
         f"- {pass_k}",
     ]

@@ -140,7 +140,7 @@ def rl(engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str,
     return namedtuple("RLOutputs", ["model_uri"])(result.model_uri)
 
 
-def evaluate(model_uri: str, bench_uri: str, run_root: str, k: int, backend: str, overrides: list,
+def evaluate(model_uri: str, bench_uri: str, run_root: str, out_name: str, k: int, backend: str, overrides: list,
              judge_secret_name: str, judge_enabled: bool, accelerator: str, gpus: str, parent_run_id: str, mlflow_tracking_uri: str,
              s3_endpoint: str, metrics: Output[Metrics]) -> str:
     """Avg@k of a model on a benchmark collection (vLLM with tensor parallelism over the pod's GPUs,
@@ -149,7 +149,8 @@ def evaluate(model_uri: str, bench_uri: str, run_root: str, k: int, backend: str
 
     count = steps.gpu_count(gpus, "gpus")
     steps.log_hardware("evaluate", backend, accelerator, count, 1)
-    result = steps.evaluate(model_uri=model_uri, bench_uri=bench_uri, run_root=run_root, k=k, backend=backend, gpus=count,
+    result = steps.evaluate(model_uri=model_uri, bench_uri=bench_uri, run_root=run_root, out_name=out_name, k=k,
+                            backend=backend, gpus=count,
                             overrides=overrides, judge_enabled=judge_enabled, judge_secret_name=judge_secret_name,
                             parent_run_id=parent_run_id,
                             tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint)
@@ -158,16 +159,18 @@ def evaluate(model_uri: str, bench_uri: str, run_root: str, k: int, backend: str
     return result.out_uri
 
 
-def report(eval_uri: str, run_root: str, base_model: str, sft_model_uri: str, rl_model_uri: str, title: str,
-           parent_run_id: str, mlflow_tracking_uri: str, s3_endpoint: str, markdown: Output[Markdown],
-           html: Output[HTML], metrics: Output[Metrics]) -> str:
-    """The run's report as Markdown and HTML (plots inlined) artifacts, plus Avg@k metrics."""
+def report(eval_uri: str, run_root: str, base_model: str, sft_model_uri: str, rl_model_uri: str, base_eval_uri: str,
+           sft_eval_uri: str, title: str, parent_run_id: str, mlflow_tracking_uri: str, s3_endpoint: str,
+           markdown: Output[Markdown], html: Output[HTML], metrics: Output[Metrics]) -> str:
+    """The run's report as Markdown and HTML (plots inlined) artifacts, plus Avg@k metrics; with the
+    base / SFT evaluations, the learning table first."""
     from mini_o3.kfp import steps
 
     steps.setup_env(s3_endpoint)
     trained = bool(base_model or sft_model_uri)  # the train pipeline; evaluate has one model
     models = {"base model": base_model, "SFT model": sft_model_uri, ("RL model" if trained else "model"): rl_model_uri}
     result = steps.report(eval_uri=eval_uri, run_root=run_root, models=models,
+                          compare_evals={"base": base_eval_uri, "sft": sft_eval_uri},
                           sft_run_uri=steps.run_uri_of(sft_model_uri), rl_run_uri=steps.run_uri_of(rl_model_uri),
                           title=title, markdown_path=markdown.path, html_path=html.path,
                           parent_run_id=parent_run_id, tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint)

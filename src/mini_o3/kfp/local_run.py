@@ -16,13 +16,13 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.table import Table
 
-#: LLaMA-Factory settings for a few fast CPU steps of the tiny model (no truncation at 2048).
+#: The smoke profile (wiring only; tests): a few fast CPU steps of the token-parity tiny model.
 TINY_SFT = [
     "max_steps=2", "max_samples=4", "cutoff_len=2048", "learning_rate=1e-3", "lr_scheduler_type=constant",
     "warmup_ratio=0", "gradient_accumulation_steps=1", "logging_steps=1", "save_steps=100",
@@ -37,21 +37,64 @@ TINY_RL = [
 #: Avg@k with short turns and small images.
 TINY_EVAL = ["max_turns=2", "max_tokens_per_turn=8", "min_pixels=3136", "max_pixels=60000", "concurrency=8"]
 
+#: The learning profile (``make demo``): the grid family (zooming is necessary, the crop targets are
+#: quadrants), 112 x 112 model-facing images, and the "learn" tiny model (reduced vocabulary).
+LEARN_PIXELS = (3136, 12544)
+LEARN_SYNTHETIC = [
+    "config.family=grid", "config.width_range=[896,896]", "config.height_range=[896,896]",
+    "config.coldstart_strategies=[zoom]", "config.coldstart_rollouts=1",
+    f"config.coldstart_pixels=[{LEARN_PIXELS[0]},{LEARN_PIXELS[1]}]",
+]
+LEARN_SFT = [
+    "num_train_epochs=3", "per_device_train_batch_size=8", "gradient_accumulation_steps=1", "learning_rate=3e-3",
+    "warmup_ratio=0.03", "cutoff_len=1024", f"image_min_pixels={LEARN_PIXELS[0]}",
+    f"image_max_pixels={LEARN_PIXELS[1]}", "freeze_vision_tower=false", "freeze_multi_modal_projector=false",
+    "logging_steps=10", "save_steps=1000", "preprocessing_num_workers=1", "dataloader_num_workers=0",
+    "extra_args.disable_gradient_checkpointing=true",
+]
+LEARN_RL = [
+    "total_training_steps=15", "train_batch_size=16", "rollout_n=4", "ppo_mini_batch_size=16", "lr=2e-4",
+    "max_tokens_per_turn=64", "max_turns=4", "val_max_turns=4", "val_n=1", "val_do_sample=false",
+    "val_before_train=true", "test_freq=5", "save_freq=15", "judge.enabled=false",
+    f"min_pixels={LEARN_PIXELS[0]}", f"max_pixels={LEARN_PIXELS[1]}",
+]
+LEARN_EVAL = ["max_turns=4", "max_tokens_per_turn=64", f"min_pixels={LEARN_PIXELS[0]}",
+              f"max_pixels={LEARN_PIXELS[1]}", "concurrency=128"]
+
+Profile = Literal["learn", "smoke"]
+#: Per profile: tiny-model profile, synthetic overrides, SFT / RL / eval overrides, sizes, k.
+PROFILES: dict[str, dict[str, Any]] = {
+    "learn": dict(model="learn", synthetic=LEARN_SYNTHETIC, sft=LEARN_SFT, rl=LEARN_RL, eval=LEARN_EVAL,
+                  n_train=640, n_test=128, eval_k=4, compare=True),
+    "smoke": dict(model="parity", synthetic=[], sft=TINY_SFT, rl=TINY_RL, eval=TINY_EVAL,
+                  n_train=8, n_test=4, eval_k=2, compare=False),
+}
+
 
 class EmbeddedConfig(BaseModel):
-    """Embedded-run settings (``mini-o3 run --param KEY=VALUE`` sets pipeline parameters on top)."""
+    """Embedded-run settings (``mini-o3 run --param KEY=VALUE`` sets pipeline parameters on top).
+
+    ``profile`` "learn" (the default, ``make demo``) trains a model that learns to zoom and reports
+    base → SFT → RL with paired CIs; "smoke" proves the wiring in about a minute (tests). Unset
+    fields take the profile's values."""
 
     model_config = ConfigDict(extra="forbid")
 
     out: Path = Field(Path("runs/embedded"), description="run folder: artifacts/, mlruns/, kfp/, tiny-model/")
-    n_train: int = Field(8, ge=2, description="synthetic train questions (cold-start rows and RL prompts)")
-    n_test: int = Field(4, ge=1, description="synthetic test questions (RL validation and evaluation)")
+    profile: Profile = Field("learn", description="learn (make demo) or smoke (wiring only)")
+    n_train: int | None = Field(None, ge=2, description="synthetic train questions (cold-start rows and RL prompts)")
+    n_test: int | None = Field(None, ge=1, description="synthetic test questions (RL validation and evaluation)")
     seed: int = Field(0, ge=0, description="seed of the tiny model and the synthetic data")
-    canvas: tuple[int, int] = Field((512, 768), description="synthetic canvas side range in px")
-    eval_k: int = Field(2, ge=1, description="samples per question in the evaluation")
-    sft: list[str] = Field(default_factory=lambda: list(TINY_SFT), description="SFTConfig overrides")
-    rl: list[str] = Field(default_factory=lambda: list(TINY_RL), description="RLConfig overrides")
-    eval: list[str] = Field(default_factory=lambda: list(TINY_EVAL), description="EvalConfig overrides")
+    canvas: tuple[int, int] | None = Field(None, description="synthetic canvas side range in px (smoke: 512-768)")
+    eval_k: int | None = Field(None, ge=1, description="samples per question in the evaluation")
+    sft: list[str] | None = Field(None, description="SFTConfig overrides")
+    rl: list[str] | None = Field(None, description="RLConfig overrides")
+    eval: list[str] | None = Field(None, description="EvalConfig overrides")
+
+    def setting(self, name: str) -> Any:
+        """The field's value, or the profile's when unset."""
+        value = getattr(self, name, None)
+        return PROFILES[self.profile][name] if value is None else value
 
 
 @dataclass
@@ -72,27 +115,31 @@ def embedded_params(config: EmbeddedConfig, model_dir: Path) -> dict[str, Any]:
     from mini_o3.tracking import default_tracking_uri
 
     out = config.out.resolve()
-    low, high = config.canvas
-    synthetic = [f"n_train={config.n_train}", f"n_test={config.n_test}", f"seed={config.seed}",
-                 f"config.width_range=[{low},{high}]", f"config.height_range=[{low},{high}]"]
+    synthetic = [f"n_train={config.setting('n_train')}", f"n_test={config.setting('n_test')}", f"seed={config.seed}",
+                 *PROFILES[config.profile]["synthetic"]]
+    canvas = config.canvas or ((512, 768) if config.profile == "smoke" else None)
+    if canvas:
+        synthetic += [f"config.width_range=[{canvas[0]},{canvas[1]}]", f"config.height_range=[{canvas[0]},{canvas[1]}]"]
     return {
         "p0_storage_root": str(out / "artifacts"),
         "p0_experiment": "mini-o3-embedded",
         "p0_mlflow_tracking_uri": default_tracking_uri(out),
+        "p0_judge_enabled": False,  # rule scoring, explicitly: the demo never calls a judge endpoint
         "p1_data_coldstart_source": "synthetic",
         "p1_data_rl_benchmarks": "synthetic",
         "p1_data_eval_benchmarks": "synthetic",
         "p1_data_synthetic": synthetic,
         "p1_data_coldstart_overrides": ["workers=1"],
         "p2_sft_base_model": str(model_dir),
-        "p2_sft_overrides": list(config.sft),
+        "p2_sft_overrides": list(config.setting("sft")),
         "p2_sft_launch_mode": "inprocess",
         "p3_rl_engine": "local",
-        "p3_rl_overrides": list(config.rl),
+        "p3_rl_overrides": list(config.setting("rl")),
         "p3_rl_launch_mode": "inprocess",
-        "p4_eval_k": config.eval_k,
+        "p4_eval_k": config.setting("eval_k"),
         "p4_eval_backend": "local",
-        "p4_eval_overrides": list(config.eval),
+        "p4_eval_overrides": list(config.setting("eval")),
+        "p4_eval_compare": PROFILES[config.profile]["compare"],
     }
 
 
@@ -124,12 +171,13 @@ def run_embedded(config: EmbeddedConfig = EmbeddedConfig(), params: dict[str, An
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     console.rule("[bold]embedded run: tiny model")
-    model_dir = out / "tiny-model"
+    model_dir = out / f"tiny-model-{config.profile}"
     if not storage.is_complete(str(model_dir)):
         # in a child process: torch / transformers stay out of this (orchestrating) process, whose
         # memory adds to every task's during the run
         subprocess.run([sys.executable, "-m", "mini_o3.cli", "tiny-model", "--out", str(model_dir),
-                        "--seed", str(config.seed)], check=True, env={**os.environ, **task_env(out)})
+                        "--seed", str(config.seed), "--profile", PROFILES[config.profile]["model"]],
+                       check=True, env={**os.environ, **task_env(out)})
         storage.mark_complete(model_dir)  # a sealed artifact like any stage output
     values = {**embedded_params(config, model_dir), **(params or {})}
     artifacts = Path(values["p0_storage_root"])

@@ -131,6 +131,7 @@ def build_train(c: Components | None = None) -> Any:
         p4_eval_backend: str = "vllm",
         p4_eval_gpus: str = "1",
         p4_eval_overrides: list = [],  # noqa: B006
+        p4_eval_compare: bool = False,
     ):
         """Mini-o3 training: cold-start data → LLaMA-Factory SFT → GRPO RL → Avg@k evaluation → report.
 
@@ -180,6 +181,7 @@ def build_train(c: Components | None = None) -> Any:
             p4_eval_backend: vllm (serve the model on a GPU pod) or local (HF policy on CPU: smoke tests).
             p4_eval_gpus: GPUs of the vLLM evaluation pod; a whole number as a string.
             p4_eval_overrides: EvalConfig overrides key=value (max_turns=32, limit=50, ...).
+            p4_eval_compare: Also evaluate the base and SFT models on the same questions; the report then opens with the learning table (base → SFT → RL, Avg@k with 95% CIs, paired RL − SFT delta).
         """
         s3 = p0_s3_secret_name
         init = _common(c.init_run(
@@ -280,29 +282,37 @@ def build_train(c: Components | None = None) -> Any:
             rl_model = dsl.OneOf(rl_old_model.output, rl_pod.outputs["model_uri"], rl_ray.outputs["model_uri"])
 
             # 4. evaluation + report
-            evaluation = _evaluate(c, model_uri=rl_model, bench_uri=eval_data, root=root, k=p4_eval_k,
-                                   backend=p4_eval_backend, overrides=p4_eval_overrides, gpus=p4_eval_gpus,
-                                   gpu_type=p0_gpu_type, node_selector=p0_gpu_node_selector,
-                                   tolerations=p0_gpu_tolerations, s3=s3, judge=p0_judge_secret_name,
-                                   judge_enabled=p0_judge_enabled,
-                                   hf=p0_hf_token_secret_name, run=run)
-            _common(c.report(eval_uri=evaluation, run_root=root, base_model=p2_sft_base_model, sft_model_uri=sft_model,
-                             rl_model_uri=rl_model, title="Mini-o3 training run", **run), s3, "light", "5 report")
+            eval_args = dict(bench_uri=eval_data, root=root, k=p4_eval_k, backend=p4_eval_backend,
+                             overrides=p4_eval_overrides, gpus=p4_eval_gpus, gpu_type=p0_gpu_type,
+                             node_selector=p0_gpu_node_selector, tolerations=p0_gpu_tolerations, s3=s3,
+                             judge=p0_judge_secret_name, judge_enabled=p0_judge_enabled, hf=p0_hf_token_secret_name,
+                             run=run)
+            evaluation = _evaluate(c, model_uri=rl_model, name="eval", **eval_args)
+            report_args = dict(eval_uri=evaluation, run_root=root, base_model=p2_sft_base_model, sft_model_uri=sft_model,
+                               rl_model_uri=rl_model, title="Mini-o3 training run", **run)
+            with dsl.If(p4_eval_compare == True, name="compare-with-base-and-sft"):  # noqa: E712 (a DSL condition)
+                base_eval = _evaluate(c, model_uri=p2_sft_base_model, name="eval_base", **eval_args)
+                sft_eval = _evaluate(c, model_uri=sft_model, name="eval_sft", **eval_args)
+                _common(c.report(**report_args, base_eval_uri=base_eval, sft_eval_uri=sft_eval), s3, "light",
+                        "5 report (learning table)")
+            with dsl.Else(name="report-rl-model"):
+                _common(c.report(**report_args, base_eval_uri="", sft_eval_uri=""), s3, "light", "5 report")
 
     return mini_o3_train
 
 
 def _evaluate(c: Components, *, model_uri: Any, bench_uri: Any, root: Any, k: Any, backend: Any, overrides: Any,
               gpus: Any, gpu_type: Any, node_selector: Any, tolerations: Any, s3: Any, judge: Any,
-              judge_enabled: Any, hf: Any,
-              run: dict) -> Any:
-    """Evaluation on a CPU pod (backend local) or a GPU pod (vllm); returns the eval URI channel."""
-    args = dict(model_uri=model_uri, bench_uri=bench_uri, run_root=root, k=k, backend=backend, overrides=overrides,
+              judge_enabled: Any, hf: Any, run: dict, name: str = "eval") -> Any:
+    """Evaluation on a CPU pod (backend local) or a GPU pod (vllm) into ``<run_root>/<name>``;
+    returns the eval URI channel."""
+    args = dict(model_uri=model_uri, bench_uri=bench_uri, run_root=root, out_name=name, k=k, backend=backend,
+                overrides=overrides,
                 judge_secret_name=judge, judge_enabled=judge_enabled, accelerator=gpu_type, gpus=gpus, **run)
     with dsl.If(backend == "local", name="evaluate-on-cpu"):
-        cpu = _hf(_judge(_common(c.evaluate(**args), s3, "eval", "4 evaluate (local HF policy)"), judge), hf)
+        cpu = _hf(_judge(_common(c.evaluate(**args), s3, "eval", f"4 {name} (local HF policy)"), judge), hf)
     with dsl.Else(name="evaluate-on-gpu"):
-        gpu = _hf(_judge(_gpu(_common(c.evaluate(**args), s3, "eval", "4 evaluate (vLLM)"), gpu_type, gpus,
+        gpu = _hf(_judge(_gpu(_common(c.evaluate(**args), s3, "eval", f"4 {name} (vLLM)"), gpu_type, gpus,
                               node_selector, tolerations), judge), hf)
     return dsl.OneOf(cpu.outputs["Output"], gpu.outputs["Output"])
 
@@ -388,7 +398,8 @@ def build_evaluate(c: Components | None = None) -> Any:
                                    overrides=eval_overrides, gpus=gpus, gpu_type=gpu_type,
                                    node_selector=gpu_node_selector, tolerations=gpu_tolerations, s3=s3_secret_name,
                                    judge=judge_secret_name, judge_enabled=judge_enabled, hf=hf_token_secret_name, run=run)
-            _common(c.report(eval_uri=evaluation, run_root=root, base_model="", sft_model_uri="",
+            _common(c.report(eval_uri=evaluation, run_root=root, base_model="", sft_model_uri="", base_eval_uri="",
+                             sft_eval_uri="",
                              rl_model_uri=model.output, title="Mini-o3 evaluation", **run),
                     s3_secret_name, "light", "2 report")
 

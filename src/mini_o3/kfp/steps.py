@@ -361,7 +361,7 @@ def rule_protocol_overrides() -> list[str]:
 
 def evaluate(*, model_uri: str, bench_uri: str, run_root: str, k: int, backend: str, overrides: Sequence[str],
              judge_enabled: bool, judge_secret_name: str, parent_run_id: str, tracking_uri: str, s3_endpoint: str,
-             gpus: int = 1) -> StageResult:
+             gpus: int = 1, out_name: str = "eval") -> StageResult:
     """Avg@k with the LLM judge (``judge_enabled`` and the judge Secret's keys in this pod), else with
     rule scorers under protocol "rule" (asked for explicitly; a user override still wins)."""
     from mini_o3.stages import eval_stage
@@ -370,7 +370,7 @@ def evaluate(*, model_uri: str, bench_uri: str, run_root: str, k: int, backend: 
     judge = judge_enabled and judge_available(judge_secret_name, "evaluate")
     if not judge:
         overrides = [*rule_protocol_overrides(), *overrides]
-    return eval_stage(model_uri, [bench_uri], storage.join(run_root, "eval"), k=k or None, backend=backend,
+    return eval_stage(model_uri, [bench_uri], storage.join(run_root, out_name), k=k or None, backend=backend,
                       overrides=list(overrides), judge=judge, tracking=_tracking(parent_run_id, tracking_uri, run_root),
                       gpus=max(1, gpus))
 
@@ -382,11 +382,13 @@ def log_hardware(stage: str, mode: str, accelerator: str, count: int, workers: i
 
 
 def report(*, eval_uri: str, run_root: str, models: dict[str, str], sft_run_uri: str, rl_run_uri: str, title: str,
-           markdown_path: str, html_path: str, parent_run_id: str, tracking_uri: str, s3_endpoint: str) -> StageResult:
+           markdown_path: str, html_path: str, parent_run_id: str, tracking_uri: str, s3_endpoint: str,
+           compare_evals: dict[str, str] | None = None) -> StageResult:
     from mini_o3.stages import report_stage
 
     setup_env(s3_endpoint)
-    return report_stage(eval_uri, storage.join(run_root, "report"), models=models, sft_run_uri=sft_run_uri,
+    return report_stage(eval_uri, storage.join(run_root, "report"), models=models, compare_evals=compare_evals,
+                        sft_run_uri=sft_run_uri,
                         rl_run_uri=rl_run_uri, title=title, markdown_path=markdown_path, html_path=html_path,
                         tracking=_tracking(parent_run_id, tracking_uri, run_root))
 

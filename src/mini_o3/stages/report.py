@@ -26,9 +26,13 @@ from .common import (
     work_dir,
     write_result,
 )
+from mini_o3.evaluate.learning import learning_markdown, learning_summary, write_learning_plots
+
 from .evaluate import eval_metrics
 
 PLOTS = (("avg_at_k.png", "Avg@k with 95% CI"), ("pass_at_k.png", "pass@k"), ("turns.png", "Turns per episode"))
+LEARNING_PLOTS = (("learning.png", "Avg@k of each model on the same questions (95% CI), chance dashed"),
+                  ("rl_curves.png", "GRPO: rollout reward, groups with reward variance and validation Avg@k per step"))
 
 
 def report_stage(
@@ -36,6 +40,7 @@ def report_stage(
     out_uri: str,
     *,
     models: Mapping[str, str] | None = None,
+    compare_evals: Mapping[str, str] | None = None,
     sft_run_uri: str = "",
     rl_run_uri: str = "",
     title: str = "Mini-o3 pipeline report",
@@ -45,27 +50,47 @@ def report_stage(
     work: str | None = None,
     progress: bool = True,
 ) -> StageResult:
-    """Write the report; also copy it to ``markdown_path`` / ``html_path`` (KFP artifact files)."""
+    """Write the report; also copy it to ``markdown_path`` / ``html_path`` (KFP artifact files).
+
+    ``compare_evals`` (model name → eval URI, names of ``evaluate.learning.MODEL_LABELS``, e.g.
+    ``{"base": …, "sft": …}``) are evaluations of other models on the same questions: the report
+    then opens with the learning table (``eval_uri`` is the RL model's) and report.json carries it
+    under ``learning``."""
     models = {k: v for k, v in (models or {}).items() if v}
-    params = {"eval_uri": eval_uri, "sft_run_uri": sft_run_uri, "rl_run_uri": rl_run_uri, **models}
+    compare = {k: v for k, v in (compare_evals or {}).items() if v}
+    params = {"eval_uri": eval_uri, "sft_run_uri": sft_run_uri, "rl_run_uri": rl_run_uri, **models,
+              **{f"{k}_eval_uri": v for k, v in compare.items()}}
     with work_dir("report", work) as wd, stage_tracker("report", tracking, params) as tracker:
         console.rule("[bold]report")
         evaluation = fetch(eval_uri, wd / "inputs" / "eval", progress=progress)
         sft_run = fetch(sft_run_uri, wd / "inputs" / "sft", progress=progress) if sft_run_uri else None
         rl_run = fetch(rl_run_uri, wd / "inputs" / "rl", progress=progress) if rl_run_uri else None
         report = json.loads((evaluation / "report.json").read_text())
-        summary = _summary_lines(models, eval_uri, sft_run, rl_run)
-        markdown = f"# {title}\n\n" + "\n".join(summary) + "\n\n" + _demote((evaluation / "report.md").read_text())
-        images = [(evaluation / name, label) for name, label in PLOTS if (evaluation / name).is_file()]
-        if sft_run is not None and (sft_run / "loss_curve.png").is_file():
-            images.append((sft_run / "loss_curve.png", "SFT training loss"))
         out = wd / basename(out_uri)
         out.mkdir(parents=True, exist_ok=True)
+        images: list[tuple[Path, str]] = []
+        learning_lines: list[str] = []
+        if compare:
+            evals = {name: fetch(uri, wd / "inputs" / f"eval_{name}", progress=progress) for name, uri in compare.items()}
+            report["learning"] = learning_summary({**evals, "rl": evaluation})
+            learning_lines = learning_markdown(report["learning"]) + [""]
+            rl_history = _jsonl(rl_run / "metrics.jsonl") if rl_run is not None else []
+            plots = write_learning_plots(report["learning"], rl_history, out)
+            images += [(plots[name], label) for name, label in LEARNING_PLOTS if name in plots]
+        summary = _summary_lines(models, eval_uri, sft_run, rl_run)
+        markdown = (f"# {title}\n\n" + "\n".join(learning_lines) + "\n".join(summary) + "\n\n"
+                    + _demote((evaluation / "report.md").read_text()))
+        images += [(evaluation / name, label) for name, label in PLOTS if (evaluation / name).is_file()]
+        if sft_run is not None and (sft_run / "loss_curve.png").is_file():
+            images.append((sft_run / "loss_curve.png", "SFT training loss"))
         (out / "report.md").write_text(markdown)
         (out / "report.html").write_text(render_html(markdown, images, title))
+        (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         metrics = eval_metrics(report)
-        result = StageResult("report", out_uri, metrics=metrics,
-                             outputs={"report": out_uri}, info={"files": ["report.md", "report.html"]})
+        for name, delta in report.get("learning", {}).get("deltas", {}).items():
+            metrics[f"learning/{name}"] = delta["mean"]
+        result = StageResult("report", out_uri, metrics=metrics, outputs={"report": out_uri},
+                             info={"files": ["report.md", "report.html", "report.json"]})
         write_result(result, out)
         seal(out, out_uri, progress=progress)
         for target, name in ((markdown_path, "report.md"), (html_path, "report.html")):
@@ -75,6 +100,12 @@ def report_stage(
         tracker.log_artifact(out / "report.md")
         tracker.log_artifact(out / "report.html")
     return result
+
+
+def _jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _summary_lines(models: Mapping[str, str], eval_uri: str, sft_run: Path | None, rl_run: Path | None) -> list[str]:
