@@ -17,9 +17,13 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code=2)
+def _fail(message: str, code: int = 2) -> None:
+    from rich.markup import escape
+
+    from mini_o3.redact import redact_text
+
+    console.print(f"[red]error:[/red] {escape(redact_text(str(message)))}")
+    raise typer.Exit(code=code)
 
 
 @app.command()
@@ -240,7 +244,30 @@ def evaluate(
         result = run_eval(policy, list(bench), out, config, progress=True, gpus=gpus)
     except (EvalError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
+    _eval_warnings(result)
     console.print(f"[green]wrote[/green] {result.files.get('report.md', out)}")
+    problem = result.failure()
+    if problem:
+        _fail(problem, code=1)
+
+
+def _eval_warnings(result) -> None:
+    """Console warnings of an evaluation: errored samples and failed judge verdicts (both redone
+    by re-running the same command)."""
+    from rich.markup import escape
+
+    errors = result.errors
+    if errors["count"]:
+        classes = ", ".join(f"{name} {n}" for name, n in errors["by_class"].items())
+        first = errors["examples"][0]
+        console.print(f"[yellow]warning:[/yellow] {errors['count']} of {errors['samples']} samples errored "
+                      f"({classes}), {errors['treatment']}; first: {escape(first['question_id'])}#{first['sample']}: "
+                      f"{escape(first['message'][:200])}; re-run the same command to retry them")
+    if result.rejudged:
+        console.print(f"re-judged {result.rejudged} failed judge verdicts")
+    if result.judge_failures:
+        console.print(f"[yellow]warning:[/yellow] {result.judge_failures} judge verdicts failed (stored with their "
+                      "reason, scored per judge_failure); re-run the same command to re-judge exactly those")
 
 
 @app.command()

@@ -27,7 +27,8 @@ def bench(tmp_path_factory) -> Path:
 
 
 class Oracle:
-    """Correct scripted policy (zooms on the target, then answers); fails after ``fail_after`` episodes."""
+    """Correct scripted policy (zooms on the target, then answers); after ``fail_after`` episodes it
+    is killed (KeyboardInterrupt, as Ctrl-C / a signal handler raises in a worker)."""
 
     spec = "scripted:oracle"
 
@@ -39,7 +40,7 @@ class Oracle:
         with self.lock:
             self.started += 1
             if self.fail_after is not None and self.started > self.fail_after:
-                raise RuntimeError("scripted crash")
+                raise KeyboardInterrupt("scripted kill")
         return OraclePolicy(self.metas[question_id], "coarse_to_fine", rng_seed=sample)
 
 
@@ -91,7 +92,7 @@ def test_wrong_and_endless_policies(bench, tmp_path):
 def test_kill_and_resume_gives_the_same_report(bench, tmp_path):
     config = EvalConfig(**{**FAST, "concurrency": 1})
     full = run_eval(Oracle(bench), [bench], tmp_path / "full", config, progress=False)
-    with pytest.raises(EvalError, match="scripted crash"):
+    with pytest.raises(KeyboardInterrupt, match="scripted kill"):
         run_eval(Oracle(bench, fail_after=5), [bench], tmp_path / "resumed", config, progress=False)
     store = tmp_path / "resumed" / f"samples-{full.config_hash}.jsonl"
     assert len(store.read_text().splitlines()) == 5

@@ -32,7 +32,8 @@ from .judge import EvalJudgeConfig
 PAPER_K: dict[str, int] = {"visual_probe": 32, "vstar": 32, "hrbench": 8, "mme_realworld": 1}
 
 #: Fields that do not change any single sample's outcome (excluded from ``config_hash``).
-_RUN_CONTROL = {"k", "k_by_family", "default_k", "limit", "concurrency", "viewer_samples", "viewer_max_side"}
+_RUN_CONTROL = {"k", "k_by_family", "default_k", "limit", "concurrency", "viewer_samples", "viewer_max_side",
+                "sample_error", "max_error_rate", "max_consecutive_errors"}
 
 
 #: Scoring protocols: ``paper`` (judge on every sample, as upstream's validation) or ``rule``.
@@ -87,6 +88,14 @@ class EvalConfig(BaseModel):
     judge_failure: Literal["score_zero", "exclude"] = Field(
         "score_zero", description="a judge call that fails after its retries scores 0 (upstream's validation; "
                                   "counted) or drops the sample from the metrics")
+    sample_error: Literal["score_zero", "exclude"] = Field(
+        "score_zero", description="a sample whose rollout fails for good (HTTP 4xx, corrupt image, retries spent) "
+                                  "is stored with its error and scores 0 (counted in Avg@k) or is left out of the "
+                                  "metrics; either way it is counted and retried by the next run")
+    max_error_rate: float = Field(0.01, ge=0, le=1, description="mini-o3 eval exits non-zero when more than this "
+                                                                "share of the samples errored (the report is written)")
+    max_consecutive_errors: int = Field(32, ge=1, description="stop scheduling new samples after this many errors "
+                                                              "in a row (a dead endpoint); the report is written")
     openai: dict[str, Any] = Field(default_factory=dict,
                                    description="extra OpenAIPolicyConfig fields for openai: policies (retries, timeouts, ...)")
     serve: dict[str, Any] = Field(default_factory=dict,

@@ -3,8 +3,11 @@
 Prompts and the reply parser are ``mini_o3.task.judge``. Per call: temperature
 ``min(0.2 * attempt, 1.0)``, ``max_tokens=16384``, ``timeout=120``, 5 attempts; a rate-limit
 error sleeps and retries WITHOUT counting an attempt (bounded by ``max_rate_limit_waits``).
-A final failure is ``JudgeResult(failed=True, score=None)``, never a silent 0: the runner
-decides (score 0 like the seed's validation, or exclude). Results are cached persistently
+A final failure is ``JudgeResult(failed=True, score=None)`` with its reason in ``error``, never a
+silent 0: the runner decides (score 0 like the seed's validation, or exclude) and re-judges failed
+verdicts on the next run. A ``Retry-After`` header (429 or 5xx) sets the wait, capped by
+``retry_after_max_s``; a response that is not a chat completion (a proxy's HTML page, truncated
+JSON, no choices) is a counted, retried failure naming the endpoint. Results are cached persistently
 (sqlite) by (prompt version, judge model, question, ground truth, prediction): the prediction as
 sent, so a cached verdict always answers the same prompt bytes.
 """
@@ -23,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mini_o3.redact import redact_text, redact_url
 from mini_o3.task.judge import REFERENCE_JUDGE_MODEL, judge_request, parse_judge_reply
 
 #: Version of the judge prompts (``mini_o3.task.judge``) in cache keys.
@@ -57,6 +61,7 @@ class EvalJudgeConfig(BaseModel):
     retry_sleep_s: float = Field(1.0, ge=0, description="sleep after a counted failure")
     rate_limit_sleep_s: float = Field(3.0, ge=0, description="sleep after a rate-limit error (not counted)")
     max_rate_limit_waits: int = Field(100, ge=0, description="rate-limit retries before the call fails")
+    retry_after_max_s: float = Field(300.0, ge=0, description="longest Retry-After honoured (seconds)")
     concurrency: int = Field(32, ge=1, description="judge calls in flight")
     cache_path: str | None = Field(None, description="sqlite cache file; None: no persistent cache")
     prompt_version: str = JUDGE_PROMPT_VERSION
@@ -79,9 +84,12 @@ class EvalJudgeConfig(BaseModel):
         return "azure" if os.environ.get(self.azure_endpoint_env) and not self.base_url else "openai"
 
     def endpoint(self) -> str:
+        """The judge URL without credentials (for messages)."""
         if self.flavour() == "azure":
-            return self.base_url or os.environ.get(self.azure_endpoint_env, f"${self.azure_endpoint_env}")
-        return self.base_url or os.environ.get(self.openai_base_url_env, "https://api.openai.com/v1")
+            url = self.base_url or os.environ.get(self.azure_endpoint_env, f"${self.azure_endpoint_env}")
+        else:
+            url = self.base_url or os.environ.get(self.openai_base_url_env, "https://api.openai.com/v1")
+        return redact_url(url)
 
 
 @dataclass(frozen=True)
@@ -224,6 +232,8 @@ class Judge:
     def _call(self, question: str, ground_truth: str, prediction: str) -> JudgeResult:
         import openai
 
+        from .openai_policy import BadResponseError, check_completion, retry_after_s
+
         c = self.config
         messages = judge_request(question, ground_truth, prediction).messages()
         attempt, waits, reply, error = 0, 0, "", None
@@ -235,27 +245,30 @@ class Judge:
                         model=c.model, messages=messages, temperature=min(c.temperature_step * attempt, 1.0),
                         max_tokens=c.max_tokens, timeout=c.timeout_s,
                     )
+                check_completion(response)
             except openai.RateLimitError as exc:
                 self._count("rate_limited")
                 waits += 1
                 error = f"rate limited: {exc}"
                 if waits > c.max_rate_limit_waits:
                     break
-                time.sleep(c.rate_limit_sleep_s)
+                time.sleep(max(c.rate_limit_sleep_s, min(retry_after_s(exc) or 0.0, c.retry_after_max_s)))
                 continue
-            except openai.OpenAIError as exc:
+            except (openai.OpenAIError, BadResponseError, json.JSONDecodeError) as exc:
                 attempt += 1
-                error = f"{type(exc).__name__}: {exc}"
-                time.sleep(c.retry_sleep_s)
+                what = "bad response" if isinstance(exc, (BadResponseError, json.JSONDecodeError)) else type(exc).__name__
+                error = f"{what}: {exc}"
+                time.sleep(max(c.retry_sleep_s, min(retry_after_s(exc) or 0.0, c.retry_after_max_s)))
                 continue
             attempt += 1
-            reply = (response.choices[0].message.content or "") if response.choices else ""
+            reply = response.choices[0].message.content or ""
             score = parse_judge_reply(reply)
             if score is not None:
                 return JudgeResult(score, False, attempt, False, reply)
             error = f"unparsable judge reply: {reply[:200]!r}"
             time.sleep(c.retry_sleep_s)
-        return JudgeResult(None, True, attempt, False, reply, f"judge {c.model!r} at {c.endpoint()}: {error}")
+        return JudgeResult(None, True, attempt, False, reply,
+                           redact_text(f"judge {c.model!r} at {c.endpoint()}: {error} (after {attempt} attempts)"))
 
     def _count(self, name: str) -> None:
         with self._lock:

@@ -15,13 +15,26 @@ Stop strings: the OpenAI API strips the stop string from the output. vLLM keeps 
 (``include_stop_str_in_output``, always sent); when the reply still ends inside an unclosed
 ``<grounding>`` after ``finish_reason == "stop"`` (a server that ignores the extra) the policy
 re-appends ``</grounding>``, unless vLLM's ``stop_reason`` says generation ended on EOS.
+
+Faults: 408/409/429/5xx, timeouts, connection errors and malformed responses (not JSON, truncated
+JSON, no choices) are retried with capped exponential backoff, waiting at least a ``Retry-After``
+the server sends (up to ``retry_after_max_s``); other statuses (a 400 context-length rejection)
+fail at once. ``OpenAIPolicyError.kind`` classifies the final failure (``http_400``, ``http_503``,
+``bad_response``, ``connection``, ``timeout``). Errors name the endpoint without credentials.
+
+Bounded replies: a server that ignores ``max_tokens`` (a reply whose ``completion_tokens`` exceeds
+the turn's budget, or without usage and longer than ``MAX_CHARS_PER_TOKEN`` characters a token) is
+cut to the budget and reported as ``finish_reason="length"`` (the protocol's length cut), so a
+runaway reply never reaches the trajectory, the store or the viewer.
 """
 
 from __future__ import annotations
 
 import base64
+import email.utils
 import hashlib
 import io
+import json
 import os
 import random
 import threading
@@ -32,16 +45,60 @@ from typing import Any, Literal, Self
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mini_o3.redact import redact_url
 from mini_o3.task import PolicyOutput, PolicyRequest
 from mini_o3.task.prompts import TOOL_STOP
 
 _GROUNDING_OPEN = "<grounding>"
 #: HTTP statuses retried with backoff (besides connection errors and timeouts).
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+#: Characters a token may take at most when a server reports no usage (reply cut beyond that).
+MAX_CHARS_PER_TOKEN = 16
 
 
 class OpenAIPolicyError(RuntimeError):
-    """A chat completion failed for good (non-retryable status, or retries exhausted)."""
+    """A chat completion failed for good (non-retryable status, or retries exhausted).
+
+    ``kind``: ``http_<status>``, ``bad_response``, ``connection``, ``timeout`` or ``config``.
+    """
+
+    def __init__(self, message: str, kind: str = "config") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class BadResponseError(ValueError):
+    """A 200 response that is not a chat completion (not JSON, truncated JSON, no choices)."""
+
+
+def retry_after_s(exc: BaseException) -> float | None:
+    """Seconds a ``Retry-After`` header of ``exc``'s response asks to wait (delta or HTTP date)."""
+    response = getattr(exc, "response", None)
+    value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def check_completion(response: Any) -> Any:
+    """``response`` when it is a chat completion with a message in its first choice, else
+    ``BadResponseError`` (the openai client returns the text or a list for a non-JSON or
+    non-object body, and leaves ``choices`` None when the JSON lacks them)."""
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list):
+        shown = response if isinstance(response, str) else type(response).__name__
+        raise BadResponseError(f"the response is not a chat completion: {str(shown)[:120]!r}")
+    if not choices or getattr(choices[0], "message", None) is None:
+        raise BadResponseError("the response has no choices")
+    return response
 
 
 class OpenAIPolicyConfig(BaseModel):
@@ -64,6 +121,7 @@ class OpenAIPolicyConfig(BaseModel):
     seed: int = Field(0, description="base of the per-request seeds derived from (question, sample, turn)")
     vllm_extras: bool = Field(True, description="send top_k / repetition_penalty / include_stop_str_in_output (vLLM)")
     extra_body: dict[str, Any] = Field(default_factory=dict, description="merged into every request body")
+    headers: dict[str, str] = Field(default_factory=dict, description="extra HTTP headers of every request (e.g. a proxy's auth)")
     image_transport: Literal["data_url", "file_url"] = "data_url"
     media_root: str | None = Field(None, description="file_url: the server's --allowed-local-media-path")
     png_compress_level: int = Field(1, ge=0, le=9, description="PNG zlib level of encoded images (lossless)")
@@ -72,6 +130,7 @@ class OpenAIPolicyConfig(BaseModel):
     max_retries: int = Field(8, ge=0, description="retries after the first attempt (429/5xx/timeouts/connection)")
     backoff_s: float = Field(0.5, ge=0, description="first backoff; doubles per retry, with jitter")
     backoff_max_s: float = Field(60.0, ge=0)
+    retry_after_max_s: float = Field(300.0, ge=0, description="longest Retry-After honoured (seconds)")
     concurrency: int = Field(64, ge=1, description="requests in flight across all episodes")
 
     @model_validator(mode="after")
@@ -87,8 +146,9 @@ class OpenAIPolicyConfig(BaseModel):
         return self.api_key_env or ("API_KEY" if self.api == "azure" else "OPENAI_API_KEY")
 
     def endpoint(self) -> str:
-        """The URL requests go to (for error messages)."""
-        return os.environ.get(self.azure_endpoint_env, f"${self.azure_endpoint_env}") if self.api == "azure" else self.base_url
+        """The URL requests go to, without credentials (for error messages)."""
+        url = os.environ.get(self.azure_endpoint_env, f"${self.azure_endpoint_env}") if self.api == "azure" else self.base_url
+        return redact_url(url)
 
 
 def request_seed(base: int, question_id: str, sample: int, turn: int) -> int:
@@ -128,9 +188,10 @@ def make_client(config: OpenAIPolicyConfig) -> Any:
             raise OpenAIPolicyError(f"azure policy endpoint: environment variable(s) {missing} not set")
         return openai.AzureOpenAI(
             azure_endpoint=os.environ[config.azure_endpoint_env], api_version=os.environ[config.api_version_env],
-            api_key=key, max_retries=0, timeout=timeout, http_client=http,
+            api_key=key, max_retries=0, timeout=timeout, http_client=http, default_headers=config.headers or None,
         )
-    return openai.OpenAI(base_url=config.base_url, api_key=key or "EMPTY", max_retries=0, timeout=timeout, http_client=http)
+    return openai.OpenAI(base_url=config.base_url, api_key=key or "EMPTY", max_retries=0, timeout=timeout,
+                         http_client=http, default_headers=config.headers or None)
 
 
 class OpenAIChatPolicy:
@@ -178,37 +239,47 @@ class OpenAIChatPolicy:
         return kwargs
 
     def complete(self, messages: list[dict[str, Any]], kwargs: dict[str, Any], where: str) -> Any:
-        """One chat completion with bounded retries; ``where`` names the request in errors."""
+        """One chat completion with bounded retries (count: ``max_retries``; each wait capped by
+        ``backoff_max_s``, or ``retry_after_max_s`` for a ``Retry-After``); ``where`` names the
+        request in errors."""
         import openai
 
         c = self.config
         last: Exception | None = None
+        wait_at_least = 0.0
         for attempt in range(c.max_retries + 1):
             if attempt:
                 delay = min(c.backoff_max_s, c.backoff_s * 2 ** (attempt - 1))
                 with self._lock:
                     self.stats["retries"] += 1
                     delay *= 0.5 + 0.5 * self._rng.random()
-                time.sleep(delay)
+                time.sleep(max(delay, min(wait_at_least, c.retry_after_max_s)))
+            wait_at_least = 0.0
             try:
                 with self._slots:
                     with self._lock:
                         self.stats["requests"] += 1
-                    return self.client.chat.completions.create(model=c.model, messages=messages, **kwargs)
-            except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-                last = exc
+                    response = self.client.chat.completions.create(model=c.model, messages=messages, **kwargs)
+                return check_completion(response)
+            except openai.APITimeoutError as exc:
+                last, kind = exc, "timeout"
+            except openai.APIConnectionError as exc:
+                last, kind = exc, "connection"
             except openai.APIStatusError as exc:
                 if exc.status_code not in RETRY_STATUSES:
                     self._fail()
                     raise OpenAIPolicyError(
                         f"chat completion rejected by {c.endpoint()} (model {c.model!r}, {where}): "
-                        f"HTTP {exc.status_code}: {exc.message}"
+                        f"HTTP {exc.status_code}: {exc.message}", f"http_{exc.status_code}"
                     ) from exc
-                last = exc
+                last, kind = exc, f"http_{exc.status_code}"
+                wait_at_least = retry_after_s(exc) or 0.0
+            except (BadResponseError, json.JSONDecodeError, openai.APIResponseValidationError) as exc:
+                last, kind = exc, "bad_response"  # a proxy's error page, a body cut mid-JSON, no choices
         self._fail()
         raise OpenAIPolicyError(
             f"chat completion failed after {c.max_retries + 1} attempts at {c.endpoint()} "
-            f"(model {c.model!r}, {where}): {type(last).__name__}: {last}"
+            f"(model {c.model!r}, {where}): {type(last).__name__}: {last}", kind
         ) from last
 
     def _fail(self) -> None:
@@ -258,18 +329,19 @@ class EpisodePolicy:
         kwargs = parent.sampling_kwargs(request.max_tokens, tuple(request.stop), seed)
         where = f"question {self.question_id!r} sample {self.sample} turn {request.turn}"
         response = parent.complete(self.messages(request), kwargs, where)
-        if not response.choices:
-            raise OpenAIPolicyError(f"{parent.config.endpoint()} returned no choices ({where})")
         choice = response.choices[0]
         text = choice.message.content or ""
         finish = "length" if choice.finish_reason == "length" else "stop"
+        usage = getattr(response, "usage", None)
+        tokens = getattr(usage, "completion_tokens", None) if usage is not None else None
+        text, tokens, cut = bound_reply(text, tokens, kwargs["max_tokens"])
+        if cut:
+            finish = "length"
         if finish == "stop":
             extra = choice.model_extra or {}
             stop_reason = extra.get("stop_reason", _ABSENT)
             if stop_reason is _ABSENT or stop_reason in request.stop:
                 text = close_open_grounding(text, tuple(request.stop))
-        usage = getattr(response, "usage", None)
-        tokens = getattr(usage, "completion_tokens", None) if usage is not None else None
         if tokens is not None:
             with parent._lock:
                 parent.stats["completion_tokens"] += tokens
@@ -277,6 +349,18 @@ class EpisodePolicy:
 
 
 _ABSENT = object()
+
+
+def bound_reply(text: str, tokens: int | None, max_tokens: int) -> tuple[str, int | None, bool]:
+    """(text, tokens, cut) of a reply held to ``max_tokens``: a reply the server let run past the
+    budget keeps the share of its characters the budget allows (``tokens`` reported) or
+    ``MAX_CHARS_PER_TOKEN`` characters a token (no usage), and counts ``max_tokens``."""
+    if tokens is not None and tokens > max_tokens:
+        keep = max(1, len(text) * max_tokens // tokens)
+        return text[:keep], max_tokens, True
+    if tokens is None and len(text) > max_tokens * MAX_CHARS_PER_TOKEN:
+        return text[: max_tokens * MAX_CHARS_PER_TOKEN], max_tokens, True
+    return text, tokens, False
 
 
 def _file_url(image: Image.Image, root: Path, compress_level: int) -> str:

@@ -12,6 +12,14 @@ served for the run), ``"local:DIR"`` (``LocalHFPolicy``), or an object with
 ``rollout_batch(samples, seed) -> list[Trajectory]`` (batched); give it a ``spec`` string, which
 enters the config hash (``vllm:`` and ``local:`` specs name the model: ``model_identity``). A policy
 that is a context manager is entered around the rollouts (only when there is something to roll out).
+
+Faults: a sample whose rollout fails for good (an HTTP 4xx such as a context-length rejection, a
+corrupt image, a malformed reply after retries, any exception of its episode) is stored with its
+error (``error``: class, type, message) and scored per ``sample_error``; the run goes on and writes
+its report. After ``max_consecutive_errors`` errors in a row no new sample starts (a dead endpoint;
+``EvalResult.stopped``). A re-run retries errored samples and re-judges failed judge verdicts of
+the stored answers, keeping every good sample. ``EvalResult.failure()`` says when the errors are
+above ``max_error_rate``. KeyboardInterrupt / SystemExit stop the run at once (no new sample).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from typing import Any, Protocol, Union
 
 from mini_o3.data.bench import BenchRecord, read_records
 from mini_o3.overrides import apply_overrides
+from mini_o3.redact import redact_text
 from mini_o3.task import EpisodeSample, Policy, Trajectory, run_episode
 from mini_o3.task.scoring import (
     mme_realworld_letter,
@@ -60,6 +69,10 @@ PolicySpec = Union[str, EpisodePolicy, BatchPolicy]
 
 #: Policy spec kinds: ``openai:URL[#model]``, ``vllm:MODEL``, ``local:DIR``.
 POLICY_KINDS = ("openai", "vllm", "local")
+#: Longest error message stored with a sample.
+MAX_ERROR_CHARS = 2000
+#: Longest turn text stored with a sample (longer ones keep their head and ``output_chars``).
+MAX_STORED_TURN_CHARS = 65536
 
 
 class EvalError(RuntimeError):
@@ -85,9 +98,33 @@ class EvalResult:
     report: dict[str, Any]
     files: dict[str, Path] = field(default_factory=dict)
     new_samples: int = 0
+    rejudged: int = 0
+    stopped: str | None = None
 
     def avg_at_k(self, benchmark: str) -> float:
         return self.report["benchmarks"][benchmark]["overall"]["avg_at_k"]
+
+    @property
+    def errors(self) -> dict[str, Any]:
+        """The report's ``errors`` block (count, rate, by class, examples)."""
+        return self.report["errors"]
+
+    @property
+    def judge_failures(self) -> int:
+        return int(self.report["protocol"].get("judge_failures", 0))
+
+    def failure(self) -> str | None:
+        """Why this run should exit non-zero: it stopped early, or its error rate is above
+        ``max_error_rate``; ``None`` when it is fine."""
+        e = self.errors
+        if self.stopped:
+            return f"evaluation stopped early: {self.stopped}; the report covers the samples done, re-run to go on"
+        if e["count"] and e["rate"] > e["max_error_rate"]:
+            classes = ", ".join(f"{name} {n}" for name, n in e["by_class"].items())
+            return (f"{e['count']} of {e['samples']} samples errored ({100 * e['rate']:.1f}% > max_error_rate "
+                    f"{100 * e['max_error_rate']:g}%: {classes}); re-run the same command to retry them, or raise "
+                    "--set max_error_rate=...")
+        return None
 
 
 # -- inputs ----------------------------------------------------------------------------------
@@ -233,7 +270,8 @@ def score_sample(record: BenchRecord, answer: str | None, judge: JudgeFn | None,
     scores 0 without a call; otherwise the judge scores the extracted answer exactly as extracted
     (unstripped, empty included), whatever the rule says, multiple choice included; a call that
     fails after its retries scores 0 (upstream leaves the sample's reward at 0 in validation) or is
-    excluded (``judge_failure``). ``rule_score`` is always recorded for comparison.
+    excluded (``judge_failure``); its reason is kept in ``judge.error`` and the next run re-judges
+    it. ``rule_score`` is always recorded for comparison.
     """
     rule = record.rule_score(answer)
     out: dict[str, Any] = {"score": rule, "rule_score": rule, "judge": None, "judge_failed": False}
@@ -246,6 +284,7 @@ def score_sample(record: BenchRecord, answer: str | None, judge: JudgeFn | None,
     out["judge"] = {
         "score": result.score, "failed": failed, "attempts": getattr(result, "attempts", None),
         "cached": getattr(result, "cached", None), "reply": getattr(result, "reply", None),
+        "error": redact_text(str(getattr(result, "error", None) or "")) or None if failed else None,
     }
     out["judge_failed"] = failed
     if failed:
@@ -277,8 +316,87 @@ def sample_record(question: Question, sample: int, traj: Trajectory, scored: dic
         "context_tokens": traj.context_tokens,
         "seconds": round(seconds, 3),
         "image": str(question.image),
-        "trajectory": traj.summary(),
+        "trajectory": bounded_summary(traj),
     }
+
+
+def bounded_summary(traj: Trajectory) -> dict[str, Any]:
+    """``traj.summary()`` with every turn text held to ``MAX_STORED_TURN_CHARS`` (its full length in
+    ``output_chars``), so a runaway reply never balloons the samples file."""
+    summary = traj.summary()
+    for turn in summary["turns"]:
+        if len(turn["output"]) > MAX_STORED_TURN_CHARS:
+            turn["output_chars"] = len(turn["output"])
+            turn["output"] = turn["output"][:MAX_STORED_TURN_CHARS]
+    return summary
+
+
+def error_class(exc: BaseException, policy_calls: int) -> str:
+    """The class of a sample's failure: the policy client's (``http_400``, ``bad_response``,
+    ``connection``, ``timeout``, ...), ``policy`` (another policy exception), ``input`` (before the
+    first policy call: a corrupt or unreadable image, a bad problem) or ``episode``."""
+    if isinstance(exc, _PolicyFailure):
+        return getattr(exc.__cause__, "kind", None) or "policy"
+    return "input" if policy_calls == 0 else "episode"
+
+
+def error_record(question: Question, sample: int, cls: str, exc: BaseException, seconds: float,
+                 config: EvalConfig, turns: int = 0) -> dict[str, Any]:
+    """The stored record of a sample that failed: its error, scored per ``config.sample_error``."""
+    cause = exc.__cause__ if isinstance(exc, _PolicyFailure) and exc.__cause__ is not None else exc
+    record = question.record
+    return {
+        "benchmark": question.benchmark, "question_id": record.id, "sample": sample,
+        "data_source": record.data_source, "category": record.category, "ground_truth": record.answer,
+        "answer": None, "answer_key": None,
+        "score": 0.0 if config.sample_error == "score_zero" else None, "rule_score": None,
+        "judge": None, "judge_failed": False,
+        "error": {"class": cls, "type": type(cause).__name__,
+                  "message": redact_text(str(cause))[:MAX_ERROR_CHARS], "turns_done": turns},
+        "termination": "error", "exceed_reason": None, "num_turns": turns, "num_crops": 0, "tool_calls": 0,
+        "generated_tokens": 0, "context_tokens": 0, "seconds": round(seconds, 3), "image": str(question.image),
+        "trajectory": {"turns": []},
+    }
+
+
+class _PolicyFailure(Exception):
+    """An exception raised by the policy inside ``run_episode`` (the cause is the original)."""
+
+
+class _CountingPolicy:
+    """Counts the calls of an episode policy and marks the exceptions it raises."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy, self.calls = policy, 0
+
+    def __call__(self, request: Any) -> Any:
+        self.calls += 1
+        try:
+            return self.policy(request)
+        except Exception as exc:
+            raise _PolicyFailure(str(exc)) from exc
+
+
+class _Breaker:
+    """Counts errors in a row; trips (sets ``stop``) after ``limit`` of them."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.row, self.reason = limit, 0, None
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+
+    def ok(self) -> None:
+        with self.lock:
+            self.row = 0
+
+    def failed(self, record: dict[str, Any]) -> None:
+        with self.lock:
+            self.row += 1
+            if self.row >= self.limit and not self.stop.is_set():
+                e = record["error"]
+                self.reason = (f"{self.row} samples in a row failed (max_consecutive_errors {self.limit}); "
+                               f"last: {e['class']}: {e['message'][:300]}")
+                self.stop.set()
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -322,10 +440,17 @@ def run_eval(
     elif judge is None:
         judge = build_judge(config)  # missing credentials fail before any model loads
     spec, policy = build_policy(policy_spec, config, gpus=gpus)
+    spec = redact_text(spec)  # credentials in a URL never reach the hash, the report or the console
     config_hash = config.config_hash(spec)
     out_dir = Path(out_dir)
     store = SampleStore(out_dir, config_hash)
-    jobs = [(q, j) for q in questions for j in range(q.k) if (q.benchmark, q.record.id, j) not in store]
+    stored = [(q, j, store.get((q.benchmark, q.record.id, j))) for q in questions for j in range(q.k)]
+    jobs = [(q, j) for q, j, record in stored if record is None or record.get("error")]
+    rejudge = [(q, record) for q, _, record in stored
+               if record is not None and judge is not None and record.get("judge_failed") and not record.get("error")]
+    if rejudge:
+        _rejudge(rejudge, store, judge, config)
+    breaker = _Breaker(config.max_consecutive_errors)
     tracker = _Progress(questions, store, len(jobs), progress)
     with ExitStack() as serving, tracker:
         if jobs and hasattr(policy, "__enter__"):
@@ -334,11 +459,12 @@ def run_eval(
             except ServeError as exc:
                 raise EvalError(f"policy {spec}: {exc}") from exc
         if hasattr(policy, "rollout_batch"):
-            _run_batched(policy, jobs, store, judge, config, tracker)  # type: ignore[arg-type]
+            _run_batched(policy, jobs, store, judge, config, tracker, breaker)  # type: ignore[arg-type]
         else:
-            _run_threaded(policy, jobs, store, judge, config, tracker)  # type: ignore[arg-type]
+            _run_threaded(policy, jobs, store, judge, config, tracker, breaker)  # type: ignore[arg-type]
     report, files = write_report(questions, store, config, spec, out_dir)
-    return EvalResult(out_dir, config_hash, report, files, new_samples=len(jobs))
+    return EvalResult(out_dir, config_hash, report, files, new_samples=len(jobs), rejudged=len(rejudge),
+                      stopped=breaker.reason)
 
 
 def _episode_sample(question: Question, sample: int) -> EpisodeSample:
@@ -346,45 +472,87 @@ def _episode_sample(question: Question, sample: int) -> EpisodeSample:
 
 
 def _finish(question: Question, sample: int, traj: Trajectory, seconds: float, store: SampleStore,
-            judge: JudgeFn | None, config: EvalConfig, tracker: _Progress) -> None:
-    scored = score_sample(question.record, traj.answer, judge, config)
+            judge: JudgeFn | None, config: EvalConfig, tracker: _Progress, breaker: _Breaker) -> None:
+    try:
+        scored = score_sample(question.record, traj.answer, judge, config)
+    except Exception as exc:  # a judge function that raises instead of returning a failed verdict
+        _failed(error_record(question, sample, "scoring", exc, seconds, config, traj.num_turns), store, tracker, breaker)
+        return
     store.append(sample_record(question, sample, traj, scored, seconds))
+    breaker.ok()
     tracker.advance(question.benchmark, scored["score"])
 
 
+def _failed(record: dict[str, Any], store: SampleStore, tracker: _Progress, breaker: _Breaker) -> None:
+    store.append(record)
+    breaker.failed(record)
+    tracker.advance(record["benchmark"], record["score"])
+
+
+def _rejudge(items: list[tuple[Question, dict[str, Any]]], store: SampleStore, judge: JudgeFn, config: EvalConfig) -> None:
+    """Judge again the stored answers whose verdict failed; the rollouts are kept."""
+
+    def work(question: Question, record: dict[str, Any]) -> None:
+        scored = score_sample(question.record, record["answer"], judge, config)
+        store.append({**record, **scored})
+
+    with ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="rejudge") as pool:
+        for future in [pool.submit(work, q, r) for q, r in items]:
+            future.result()
+
+
 def _run_threaded(policy: EpisodePolicy, jobs: list[tuple[Question, int]], store: SampleStore,
-                  judge: JudgeFn | None, config: EvalConfig, tracker: _Progress) -> None:
-    """One thread per episode, ``concurrency`` at once, in question-major order."""
+                  judge: JudgeFn | None, config: EvalConfig, tracker: _Progress, breaker: _Breaker) -> None:
+    """One thread per episode, ``concurrency`` at once, in question-major order. A failing sample
+    is stored as an error; KeyboardInterrupt / SystemExit cancel every sample not yet started."""
     limits = config.limits()
-    stop = threading.Event()
+    stop = breaker.stop
 
     def work(question: Question, sample: int) -> None:
         if stop.is_set():
             return
         start = time.perf_counter()
+        counted: _CountingPolicy | None = None
         try:
-            episode_policy = policy.for_episode(question.record.id, sample)
-            traj = run_episode(episode_policy, _episode_sample(question, sample), limits,
+            try:
+                episode_policy = policy.for_episode(question.record.id, sample)
+            except Exception as exc:
+                raise _PolicyFailure(str(exc)) from exc
+            counted = _CountingPolicy(episode_policy)
+            traj = run_episode(counted, _episode_sample(question, sample), limits,
                                prompt_set=config.prompt_set, parser=config.parser)
         except Exception as exc:
-            stop.set()
-            raise EvalError(f"{question.benchmark}: question {question.record.id!r} sample {sample}: {exc}") from exc
-        _finish(question, sample, traj, time.perf_counter() - start, store, judge, config, tracker)
+            calls = counted.calls if counted is not None else 0
+            record = error_record(question, sample, error_class(exc, calls), exc, time.perf_counter() - start,
+                                  config, max(0, calls - 1))
+            _failed(record, store, tracker, breaker)
+            return
+        _finish(question, sample, traj, time.perf_counter() - start, store, judge, config, tracker, breaker)
 
-    with ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="eval") as pool:
-        futures: list[Future] = [pool.submit(work, q, j) for q, j in jobs]
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in pending:
+    pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="eval")
+    futures: list[Future] = []
+    try:
+        futures = [pool.submit(work, q, j) for q, j in jobs]
+        wait(futures, return_when=FIRST_EXCEPTION)
+    except BaseException:
+        stop.set()  # Ctrl-C / SIGTERM in the main thread: no new sample starts
+        raise
+    finally:
+        for future in futures:
             future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
     for future in futures:
         if future.done() and not future.cancelled() and future.exception() is not None:
-            raise future.exception()  # type: ignore[misc]
+            raise future.exception()  # type: ignore[misc]  # a BaseException of a worker
 
 
 def _run_batched(policy: BatchPolicy, jobs: list[tuple[Question, int]], store: SampleStore,
-                 judge: JudgeFn | None, config: EvalConfig, tracker: _Progress) -> None:
-    """Batches of ``concurrency`` episodes (a question's samples stay together)."""
+                 judge: JudgeFn | None, config: EvalConfig, tracker: _Progress, breaker: _Breaker) -> None:
+    """Batches of ``concurrency`` episodes (a question's samples stay together). A failing batch
+    is rolled out again one sample at a time, so only the bad samples are stored as errors."""
     for start in range(0, len(jobs), config.concurrency):
+        if breaker.stop.is_set():
+            return
         batch = jobs[start:start + config.concurrency]
         first, sample = batch[0]
         began = time.perf_counter()
@@ -392,11 +560,20 @@ def _run_batched(policy: BatchPolicy, jobs: list[tuple[Question, int]], store: S
             trajs = policy.rollout_batch([_episode_sample(q, j) for q, j in batch],
                                          episode_seed(config.seed, first.record.id, sample))
         except Exception as exc:
-            ids = sorted({q.record.id for q, _ in batch})
-            raise EvalError(f"{first.benchmark}: batch of questions {ids}: {exc}") from exc
+            if len(batch) == 1:
+                record = error_record(first, sample, "rollout", exc, time.perf_counter() - began, config)
+                _failed(record, store, tracker, breaker)
+                continue
+            for one in batch:
+                _run_batched(policy, [one], store, judge, _one_at_a_time(config), tracker, breaker)
+            continue
         seconds = (time.perf_counter() - began) / len(batch)
         for (question, j), traj in zip(batch, trajs, strict=True):
-            _finish(question, j, traj, seconds, store, judge, config, tracker)
+            _finish(question, j, traj, seconds, store, judge, config, tracker, breaker)
+
+
+def _one_at_a_time(config: EvalConfig) -> EvalConfig:
+    return config.model_copy(update={"concurrency": 1})
 
 
 class _Progress:
@@ -413,12 +590,12 @@ class _Progress:
             self.sums.setdefault(q.benchmark, [0.0, 0])
         for record in store.records():
             key = (record["benchmark"], record["question_id"], record["sample"])
-            if key in keys and record.get("score") is not None:
+            if key in keys and record.get("score") is not None and not record.get("error"):
                 bucket = self.sums[record["benchmark"]]
                 bucket[0] += record["score"]
                 bucket[1] += 1
         self.done = {b: 0 for b in self.totals}
-        for b, _, _ in (k for k in keys if k in store):
+        for b, _, _ in (k for k in keys if k in store and not store.get(k).get("error")):
             self.done[b] += 1
         self.progress = None
         self.tasks: dict[str, Any] = {}

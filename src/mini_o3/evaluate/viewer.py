@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw
 
+from mini_o3.redact import redact_text
+
 from .config import EvalConfig
 
 if TYPE_CHECKING:
@@ -21,7 +23,16 @@ _STYLE = """body{font-family:sans-serif;margin:1em;max-width:1100px}
 .sample{border:1px solid #ccc;border-radius:6px;padding:.6em;margin:1em 0}
 .ok{border-left:6px solid #2a2}.bad{border-left:6px solid #c22}
 pre{white-space:pre-wrap;background:#f6f6f6;padding:.4em;margin:.3em 0}
-img{border:1px solid #999;margin:.3em 0}.meta{color:#555;font-size:90%}"""
+img{border:1px solid #999;margin:.3em 0}.meta{color:#555;font-size:90%}.error{color:#a00}"""
+#: Characters of a turn's text shown (a runaway reply never balloons the viewer).
+MAX_TURN_CHARS = 8000
+
+
+def shown_text(text: str, limit: int = MAX_TURN_CHARS) -> str:
+    """``text``, or its first ``limit`` characters and how many were left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n… [{len(text) - limit} more characters not shown]"
 
 
 def pick_samples(grouped: dict[str, list[tuple[Question, list[dict[str, Any]]]]], limit: int) -> list[tuple[Question, dict[str, Any]]]:
@@ -74,6 +85,10 @@ def render_sample(question: Question, sample: dict[str, Any], max_side: int) -> 
         f'answer {esc(repr(sample["answer"]))}, ground truth {esc(sample["ground_truth"])}</div>',
         f"<pre>{esc(question.record.problem)}</pre>",
     ]
+    error = sample.get("error")
+    if error:
+        parts.append(f'<div class="meta error">error {esc(str(error.get("class")))} ({esc(str(error.get("type")))}): '
+                     f'{esc(redact_text(shown_text(str(error.get("message", "")), 1000)))}</div>')
     try:
         with Image.open(question.image) as image:
             raws = [image.convert("RGB")]
@@ -84,7 +99,7 @@ def render_sample(question: Question, sample: dict[str, Any], max_side: int) -> 
         parts.append(f'<img alt="original" src="{data_url(raws[0], max_side)}">')
     for turn in traj["turns"]:
         parts.append(f'<h4>turn {turn["index"]} ({esc(str(turn["finish_reason"]))}, {turn["tokens"]} tokens)</h4>')
-        parts.append(f"<pre>{esc(turn['output'])}</pre>")
+        parts.append(f"<pre>{esc(shown_text(turn['output']))}</pre>")
         box, source = turn.get("crop_box"), turn.get("crop_source")
         if box is not None and source is not None and source < len(raws):
             src = raws[source]
