@@ -11,6 +11,8 @@ from typing import Any, Iterable, Optional, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from mini_o3.redact import MASK, is_secret_key, redact_text
+
 Config = TypeVar("Config", bound=BaseModel)
 #: YAML 1.1 reads "1e-5" as a string; such values are numbers here.
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -31,13 +33,17 @@ def parse_value(raw: str) -> Any:
 
 
 def describe_errors(exc: ValidationError) -> str:
-    """One line per pydantic error: ``field.path: message (got value)``."""
+    """One line per pydantic error: ``field.path: message (got value)``; the value of a field whose
+    name says it holds a secret is masked, other values are redacted (``mini_o3.redact``)."""
     lines = []
     for error in exc.errors():
         where = ".".join(str(part) for part in error["loc"]) or "config"
         message = error["msg"].removeprefix("Value error, ")
         value = error.get("input")
-        got = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
+        if any(is_secret_key(str(part)) for part in error["loc"]):
+            got = f" (got {MASK})"
+        else:
+            got = "" if isinstance(value, (dict, list)) else f" (got {redact_text(repr(value))})"
         lines.append(f"{where}: {message}{got}")
     return "; ".join(lines)
 
@@ -63,7 +69,8 @@ def apply_overrides(
     try:
         return root.model_validate(data)
     except ValidationError as exc:
-        raise ValueError(f"invalid override ({', '.join(assignments)}): {describe_errors(exc)}") from exc
+        shown = redact_text(", ".join(assignments))
+        raise ValueError(f"invalid override ({shown}): {describe_errors(exc)}") from exc
 
 
 def _assign(data: dict[str, Any], root: type[BaseModel], key: str, value: Any, label: str, hint: str) -> None:

@@ -25,7 +25,7 @@ _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/@
 _AUTH_HEADER = re.compile(r"(?P<kind>\b(?:Bearer|Basic|Token)\s+)[A-Za-z0-9._~+/=-]{4,}", re.IGNORECASE)
 #: ``key=value``, ``key: value``, ``"key": "value"``, ``'key': 'value'`` with a secret-naming key.
 _PAIR = re.compile(
-    r"(?P<key>[\"']?[\w.-]*" + _SECRET_WORD + r"[\w.-]*[\"']?\s*(?:=|:)\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s,;&}\]\)]+)",
+    r"(?P<key>[\"']?[\w.-]*" + _SECRET_WORD + r"[\w.-]*[\"']?\s*(?:=|:)\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s,;&}\]\)\"']+)",
     re.IGNORECASE,
 )
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mini_o3 import __version__
+from mini_o3.redact import redact_text
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -76,8 +77,9 @@ def is_secret(key: str) -> bool:
 
 def redact(params: Mapping[str, Any]) -> dict[str, str]:
     """Params as MLflow takes them: nested mappings / pydantic models flattened to dotted keys,
-    keys matching ``SECRET_PATTERNS`` dropped, passwords in URLs removed, values ``str`` cut to
-    MLflow's 6000-character limit."""
+    keys matching ``SECRET_PATTERNS`` dropped, values through ``mini_o3.redact.redact_text`` (URL
+    passwords, ``Bearer`` credentials, ``api_key=...`` items of override lists masked), ``str`` cut
+    to MLflow's 6000-character limit."""
     flat: dict[str, Any] = {}
     _flatten(params, "", flat)
     out: dict[str, str] = {}
@@ -85,7 +87,7 @@ def redact(params: Mapping[str, Any]) -> dict[str, str]:
         if is_secret(key):
             continue
         text = value if isinstance(value, str) else str(value)
-        out[clean_key(key)] = _URL_USERINFO.sub(r"\g<scheme>***@", text)[:MAX_PARAM_VALUE]
+        out[clean_key(key)] = redact_text(_URL_USERINFO.sub(r"\g<scheme>***@", text))[:MAX_PARAM_VALUE]
     return out
 
 
@@ -212,7 +214,7 @@ class StageTracker:
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
 
-        items = [RunTag(clean_key(k), str(v)[:MAX_TAG_VALUE]) for k, v in tags.items() if not is_secret(k)]
+        items = [RunTag(clean_key(k), redact_text(str(v))[:MAX_TAG_VALUE]) for k, v in tags.items() if not is_secret(k)]
         for i in range(0, len(items), _BATCH_PARAMS):
             batch = items[i:i + _BATCH_PARAMS]
             self._call("set_tags", lambda c, r, b=batch: c.log_batch(r, tags=b))

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol, Union
 
 from mini_o3.data.bench import BenchRecord, read_records
-from mini_o3.overrides import apply_overrides
+from mini_o3.overrides import apply_overrides, describe_errors
 from mini_o3.redact import redact_text
 from mini_o3.task import EpisodeSample, Policy, Trajectory, run_episode
 from mini_o3.task.scoring import (
@@ -76,7 +76,11 @@ MAX_STORED_TURN_CHARS = 65536
 
 
 class EvalError(RuntimeError):
-    """An evaluation input or run failed; the message names the input or the sample."""
+    """An evaluation input or run failed; the message names the input or the sample (credentials
+    redacted: a policy URL's password, secret ``key=value`` pairs)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact_text(str(message)))
 
 
 @dataclass(frozen=True)
@@ -230,7 +234,7 @@ def openai_policy(target: str, config: EvalConfig) -> EpisodePolicy:
     try:
         return OpenAIChatPolicy(OpenAIPolicyConfig(**{**fields, **config.openai}))
     except ValidationError as exc:
-        raise EvalError(f"policy spec 'openai:{target}': {exc}") from exc
+        raise EvalError(f"policy spec 'openai:{target}': openai.{describe_errors(exc)}") from exc
 
 
 def build_judge(config: EvalConfig) -> JudgeFn | None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from mini_o3.redact import redact_text
+
 from .common import (
     StageError,
     StageResult,
@@ -89,7 +91,7 @@ def eval_stage(
     from mini_o3.evaluate.runner import EvalError, resolve_config, run_eval
 
     if backend not in BACKENDS and not backend.startswith("openai:"):
-        raise StageError(f"eval backend {backend!r} is unknown; expected vllm, local or openai:URL[#model]")
+        raise StageError(f"eval backend {redact_text(backend)!r} is unknown; expected vllm, local or openai:URL[#model]")
     if not bench_uris:
         raise StageError("eval stage needs at least one benchmark URI")
     sets = [*overrides, *([f"k={k}"] if k else [])]
@@ -98,7 +100,7 @@ def eval_stage(
     params = {"model_uri": model_uri, "bench_uris": list(bench_uris), "k": k, "backend": backend,
               "overrides": list(overrides), "judge": judge, "gpus": gpus, "protocol": config.protocol}
     with work_dir("eval", work) as wd, stage_tracker("evaluate", tracking, params) as tracker:
-        console.rule(f"[bold]evaluate ({backend}, protocol {config.protocol})")
+        console.rule(f"[bold]evaluate ({redact_text(backend)}, protocol {config.protocol})")
         if fallback:
             console.print(f"[yellow]warning:[/yellow] {fallback}: scoring with protocol=rule (rule scorers only); "
                           "the report's numbers are not comparable to the paper's")
