@@ -152,3 +152,30 @@ def test_cli_exit_code_follows_max_error_rate(bench, records, fault_server, tmp_
     ok = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a"), "--set", "max_error_rate=0.1"])
     assert ok.exit_code == 0, ok.output
     assert "re-run the same command to retry them" in ok.output
+
+
+def test_runaway_replies_never_balloon_the_store_or_viewer(bench, records, fault_server, tmp_path):
+    """An 8 MB reply (the server ignores max_tokens) is cut to the turn budget and flagged as a
+    length cut (protocol: a length-cut answer turn ends the episode void); files stay small."""
+    server = fault_server(items=_items(records), faults=[Fault("huge", question=_question(records[0]), size=8_000_000)])
+    result = run_eval(f"openai:{server.base_url}#no_zoom", [bench], tmp_path / "out",
+                      _config(k=1, limit=2, viewer_samples=2), progress=False)
+    store = tmp_path / "out" / f"samples-{result.config_hash}.jsonl"
+    first = next(json.loads(line) for line in store.read_text().splitlines() if json.loads(line)["question_id"] == records[0].id)
+    assert first["termination"] == "void" and first["trajectory"]["turns"][0]["finish_reason"] == "length"
+    assert first["generated_tokens"] == EvalConfig().max_tokens_per_turn
+    assert store.stat().st_size < 200_000 and (tmp_path / "out" / "viewer.html").stat().st_size < 200_000
+
+
+def test_stored_turn_text_is_bounded_for_any_policy(bench, tmp_path):
+    class Huge:
+        spec = "scripted:huge"
+
+        def for_episode(self, question_id, sample):
+            return lambda request: "<think>" + "y" * 3_000_000 + "</think><answer>x</answer>"
+
+    result = run_eval(Huge(), [bench], tmp_path / "out", _config(k=1, limit=1, viewer_samples=1), progress=False)
+    line = (tmp_path / "out" / f"samples-{result.config_hash}.jsonl").read_text()
+    turn = json.loads(line)["trajectory"]["turns"][0]
+    assert len(turn["output"]) == 65536 and turn.get("output_chars", 0) > 3_000_000  # runner.MAX_STORED_TURN_CHARS
+    assert (tmp_path / "out" / "viewer.html").stat().st_size < 100_000
