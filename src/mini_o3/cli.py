@@ -17,6 +17,14 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
+@app.callback()
+def _main() -> None:
+    """Mini-o3 pipelines: multi-turn visual search with a crop tool, on Kubeflow."""
+    from mini_o3.interrupts import stop_tree_on_signals
+
+    stop_tree_on_signals()  # SIGTERM / SIGINT stop every child process and unwind (MLflow KILLED)
+
+
 def _fail(message: str, code: int = 2) -> None:
     from rich.markup import escape
 
@@ -244,11 +252,27 @@ def evaluate(
         result = run_eval(policy, list(bench), out, config, progress=True, gpus=gpus)
     except (EvalError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
+    except (KeyboardInterrupt, SystemExit) as exc:
+        _stopped(exc, out)
     _eval_warnings(result)
     console.print(f"[green]wrote[/green] {result.files.get('report.md', out)}")
     problem = result.failure()
     if problem:
         _fail(problem, code=1)
+
+
+def _stopped(exc: BaseException, out: Path) -> None:
+    """A signal stopped the evaluation: say that the stored samples resume, and exit at once
+    (in-flight requests are not waited for; every stored sample is complete)."""
+    import os
+    import sys
+
+    code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 130
+    console.print(f"[yellow]stopped[/yellow] (exit {code}): the samples stored in {out} are kept; "
+                  "re-run the same command to resume")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _eval_warnings(result) -> None:

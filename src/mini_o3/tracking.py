@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mini_o3 import __version__
+from mini_o3.interrupts import sigterm_raises
 from mini_o3.redact import redact_text
 
 if TYPE_CHECKING:
@@ -241,8 +242,9 @@ def _is_number(value: Any) -> bool:
 def stage_run(*, parent_run_id: str | None, stage: str, params: Mapping[str, Any] | None = None,
               tracking_uri: str | None) -> Iterator[StageTracker]:
     """A child run of ``parent_run_id`` named ``stage``: FINISHED on success, FAILED on an
-    exception (KILLED on KeyboardInterrupt / SystemExit), then the exception goes on. With no
-    parent (tracking off) the tracker does nothing."""
+    exception (KILLED on KeyboardInterrupt / SystemExit, and on SIGTERM, which raises inside the
+    block: ``mini_o3.interrupts``), then the exception goes on. With no parent (tracking off) the
+    tracker does nothing."""
     if parent_run_id is None or tracking_uri is None:
         yield StageTracker(None, None)
         return
@@ -256,7 +258,8 @@ def stage_run(*, parent_run_id: str | None, stage: str, params: Mapping[str, Any
     tracker = StageTracker(mlflow_client, run.info.run_id)
     tracker.log_params(params or {})
     try:
-        yield tracker
+        with sigterm_raises():
+            yield tracker
     except Exception as exc:
         tracker.set_tags({"mini_o3.error": f"{type(exc).__name__}: {exc}"})
         mlflow_client.set_terminated(run.info.run_id, status="FAILED")

@@ -539,12 +539,12 @@ def _run_threaded(policy: EpisodePolicy, jobs: list[tuple[Question, int]], store
         futures = [pool.submit(work, q, j) for q, j in jobs]
         wait(futures, return_when=FIRST_EXCEPTION)
     except BaseException:
-        stop.set()  # Ctrl-C / SIGTERM in the main thread: no new sample starts
+        stop.set()  # Ctrl-C / SIGTERM in the main thread: no new sample starts, in-flight ones are
+        pool.shutdown(wait=False, cancel_futures=True)  # not waited for (the store keeps what is done)
         raise
-    finally:
-        for future in futures:
-            future.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+    for future in futures:
+        future.cancel()
+    pool.shutdown(wait=True, cancel_futures=True)
     for future in futures:
         if future.done() and not future.cancelled() and future.exception() is not None:
             raise future.exception()  # type: ignore[misc]  # a BaseException of a worker
