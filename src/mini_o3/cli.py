@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 from rich.console import Console
@@ -13,6 +13,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain: "openai:URL[#model]" keeps its brackets
 )
 console = Console(stderr=True)
 
@@ -30,35 +31,66 @@ def _fail(message: str, code: int = 2) -> None:
 
     from mini_o3.redact import redact_text
 
-    console.print(f"[red]error:[/red] {escape(redact_text(str(message)))}")
+    console.print(f"[red]error:[/red] {escape(redact_text(str(message)))}", soft_wrap=True)  # one line
     raise typer.Exit(code=code)
+
+
+def _check_out(out: Path, flag: str = "--out") -> None:
+    """One line when ``out`` cannot be the output folder: it is a file, a parent is a file, or
+    the nearest existing folder is not writable (tested by creating and removing a probe file)."""
+    import tempfile
+
+    if out.exists() and not out.is_dir():
+        _fail(f"{flag} {out} exists and is not a directory")
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is None:
+        return
+    if not existing.is_dir():
+        _fail(f"{flag} {out}: {existing} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        _fail(f"{flag} {out} is not writable: {existing}: {exc.strerror or exc}")
+
+
+def _cli_words(message: str, words: dict[str, str]) -> str:
+    """A library message in the words the user typed (``out_dir`` → ``--out``, ...)."""
+    for library, flag in words.items():
+        message = message.replace(library, flag)
+    return message
 
 
 @app.command()
 def synth(
-    out: Path = typer.Option(..., "--out", help="Dataset directory to write (BASE_IMAGE_DIR is its parent)."),
-    n_train: int = typer.Option(200, "--n-train", min=0, help="Train questions (also the cold-start source)."),
-    n_test: int = typer.Option(100, "--n-test", min=0, help="Test (val.json) questions."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed; the same seed writes byte-identical files."),
-    width_range: Optional[tuple[int, int]] = typer.Option(None, "--width-range", help="Canvas width LOW HIGH in px."),
-    height_range: Optional[tuple[int, int]] = typer.Option(None, "--height-range", help="Canvas height LOW HIGH in px."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out directory."),
+    out: Path = typer.Option(..., "--out", metavar="DIR", help="Dataset directory to write (BASE_IMAGE_DIR is its parent)."),
+    n_train: int = typer.Option(200, "--n-train", metavar="N", min=0, help="Train questions (also the cold-start source)."),
+    n_test: int = typer.Option(100, "--n-test", metavar="N", min=0, help="Test (val.json) questions."),
+    seed: int = typer.Option(0, "--seed", metavar="N", min=0, help="Seed; the same seed writes byte-identical files."),
+    width_range: Optional[tuple[int, int]] = typer.Option(None, "--width-range", metavar="LOW HIGH", help="Canvas width LOW HIGH in px."),
+    height_range: Optional[tuple[int, int]] = typer.Option(None, "--height-range", metavar="LOW HIGH", help="Canvas height LOW HIGH in px."),
+    overwrite: bool = typer.Option(False, "--overwrite", metavar="", help="Replace a non-empty --out directory."),
 ) -> None:
     """Generate the synthetic visual-search benchmark and its oracle cold-start parquet."""
     from pydantic import ValidationError
 
     from mini_o3.data.synthetic import SynthConfig, generate
 
+    from mini_o3.overrides import describe_errors
+
     if n_train + n_test == 0:
         _fail("--n-train and --n-test are both 0: nothing to generate")
+    _check_out(out)
     overrides = {k: v for k, v in {"width_range": width_range, "height_range": height_range}.items() if v}
+    words = {"width_range": "--width-range", "height_range": "--height-range", "out_dir": "--out",
+             "pass overwrite=True": "pass --overwrite"}
     try:
         config = SynthConfig(**overrides)
         manifest = generate(config, out, n_train=n_train, n_test=n_test, seed=seed, overwrite=overwrite, progress=True)
     except ValidationError as exc:
-        _fail(f"invalid synthetic config: {exc}")
+        _fail(_cli_words(f"invalid synthetic config: {describe_errors(exc)}", words))
     except (ValueError, FileExistsError, NotADirectoryError) as exc:
-        _fail(str(exc))
+        _fail(_cli_words(str(exc), words))
     counts = ", ".join(f"{split} {summary.count}" for split, summary in manifest.splits.items())
     console.print(f"[green]wrote[/green] {out}: {counts}, cold-start rows {manifest.coldstart.rows}")
 
@@ -70,14 +102,15 @@ SET_HELP = "Config override FIELD=VALUE (repeatable; the value is read as YAML).
 
 @prepare_app.command("coldstart")
 def prepare_coldstart_cmd(
-    source: str = typer.Option(..., "--source", help="HF dataset id, a folder of parquet files, or one parquet file."),
-    out: Path = typer.Option(..., "--out", help="Output folder (LLaMA-Factory dataset_dir)."),
-    overrides: list[str] = typer.Option([], "--set", help=SET_HELP + " Fields: ColdstartPrepConfig."),
+    source: str = typer.Option(..., "--source", metavar="HF_ID|DIR|FILE", help="HF dataset id, a folder of parquet files, or one parquet file."),
+    out: Path = typer.Option(..., "--out", metavar="DIR", help="Output folder (LLaMA-Factory dataset_dir)."),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP + " Fields: ColdstartPrepConfig."),
 ) -> None:
     """Cold-start parquet → LLaMA-Factory sharegpt JSON + original image bytes + dataset_info.json."""
     from mini_o3.data.coldstart import ColdstartPrepConfig, ColdstartPrepError, prepare_coldstart
     from mini_o3.overrides import apply_overrides
 
+    _check_out(out)
     try:
         config = apply_overrides(ColdstartPrepConfig(), overrides)
         summary = prepare_coldstart(source, out, config, progress=True)
@@ -88,40 +121,42 @@ def prepare_coldstart_cmd(
 
 @prepare_app.command("bench")
 def prepare_bench_cmd(
-    name: str = typer.Option(..., "--name", help="Benchmark: see `mini-o3 prepare list`."),
-    source: str = typer.Option(..., "--source", help="HF dataset id or a local folder / file of that benchmark."),
-    out: Path = typer.Option(..., "--out", help="Output folder; BASE_IMAGE_DIR is its parent."),
-    overrides: list[str] = typer.Option([], "--set", help=SET_HELP + " Fields: BenchPrepConfig."),
+    name: str = typer.Option(..., "--name", metavar="NAME", help="Benchmark: see `mini-o3 prepare list`."),
+    source: str = typer.Option(..., "--source", metavar="HF_ID|DIR|FILE", help="HF dataset id or a local folder / file of that benchmark."),
+    out: Path = typer.Option(..., "--out", metavar="DIR", help="Output folder; BASE_IMAGE_DIR is its parent."),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP + " Fields: BenchPrepConfig."),
 ) -> None:
     """A benchmark or RL set → unified parquet + Mini-o3 train.json / val.json + images."""
     from mini_o3.data.bench import BenchPrepConfig, prepare_bench
     from mini_o3.overrides import apply_overrides
 
+    _check_out(out)
     try:
         config = apply_overrides(BenchPrepConfig(), overrides)
         summary = prepare_bench(name, source, out, config, progress=True)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
-        _fail(str(exc))
+        _fail(_cli_words(str(exc), {"out_dir": "--out", "pass overwrite=True": "pass --set overwrite=true"}))
     console.print(f"[green]wrote[/green] {out}: {summary.rows_out} rows, {summary.rejected} rejected")
 
 
 @prepare_app.command("list")
 def prepare_list() -> None:
     """The benchmark names `prepare bench` knows, with their hub ids and splits."""
-    from rich.table import Table
+    from rich.markup import escape
 
     from mini_o3.data.bench import BENCHMARKS
 
-    table = Table("name", "split", "data_source", "hub id", "description")
+    out = Console(highlight=False, soft_wrap=True)  # soft wrap: a hub id is never cut or broken
     for spec in BENCHMARKS.values():
-        table.add_row(spec.name, spec.split, ", ".join(spec.data_sources), spec.hub_id or "-", spec.description)
-    Console().print(table)
+        out.print(f"[bold]{spec.name}[/bold]  split {spec.split}; data_source {', '.join(spec.data_sources)}")
+        out.print(f"  hub id: {spec.hub_id or '-'}")
+        out.print(f"  {escape(spec.description)}")
 
 
 @app.command("tiny-model")
 def tiny_model(
-    out: Path = typer.Option(..., "--out", help="Directory for the HF model (config, weights, tokenizer, processor)."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Weight-init seed; the same seed writes identical weights."),
+    out: Path = typer.Option(..., "--out", metavar="DIR", help="Directory for the HF model (config, weights, tokenizer, processor)."),
+    seed: int = typer.Option(0, "--seed", metavar="N", min=0, help="Weight-init seed; the same seed writes identical weights."),
     profile: str = typer.Option("parity", "--profile", metavar="parity|learn",
                                 help="parity: the real Qwen vocabulary (token-parity tests); learn: the learning "
                                      "profile's model (reduced vocabulary, wider and deeper; learns on a CPU)."),
@@ -131,6 +166,7 @@ def tiny_model(
 
     if profile not in TINY_PROFILES:
         _fail(f"--profile {profile!r} is not a tiny-model profile; expected one of {', '.join(TINY_PROFILES)}")
+    _check_out(out)
     try:
         path = build_tiny_model(out, seed=seed, progress=True, spec=TINY_PROFILES[profile])
     except ValueError as exc:
@@ -140,16 +176,17 @@ def tiny_model(
 
 @app.command()
 def sft(
-    data: Path = typer.Option(..., "--data", help="Prepared cold-start folder (`mini-o3 prepare coldstart --out`)."),
-    model: str = typer.Option(..., "--model", help="Base model: HF id or local folder."),
-    out: Path = typer.Option(..., "--out", help="Run folder; re-running into it resumes from its last checkpoint."),
+    data: Path = typer.Option(..., "--data", metavar="DIR", help="Prepared cold-start folder (`mini-o3 prepare coldstart --out`)."),
+    model: str = typer.Option(..., "--model", metavar="DIR|HF_ID", help="Base model: HF id or local folder."),
+    out: Path = typer.Option(..., "--out", metavar="DIR", help="Run folder; re-running into it resumes from its last checkpoint."),
     overrides: list[str] = typer.Option(
-        [], "--set", help="SFTConfig override KEY=VALUE (repeatable; dotted keys: launch.mode=ray, extra_args.X=1)."
+        [], "--set", metavar="KEY=VALUE", help="SFTConfig override KEY=VALUE (repeatable; dotted keys: launch.mode=ray, extra_args.X=1)."
     ),
 ) -> None:
     """Cold-start SFT with LLaMA-Factory from one typed config (seed recipe defaults)."""
     from mini_o3.sft import SFTError, run_sft
 
+    _check_out(out)
     try:
         result = run_sft(data, model, out, overrides=overrides, progress=True)
     except (ValueError, FileNotFoundError) as exc:
@@ -161,18 +198,19 @@ def sft(
 
 @app.command()
 def rl(
-    engine: str = typer.Option("local", "--engine", help="RL engine: local (reference, CPU / 1 GPU) or verl (Ray + vLLM, GPUs)."),
-    model: str = typer.Option(..., "--model", help="Policy to start from (the SFT model folder)."),
-    train: list[Path] = typer.Option(..., "--train", help="Unified parquet file or folder with train.parquet (repeatable)."),
-    val: list[Path] = typer.Option([], "--val", help="Unified parquet file or folder with val.parquet (repeatable)."),
-    out: Path = typer.Option(..., "--out", help="Run folder; re-running into it resumes from the last checkpoint."),
-    overrides: list[str] = typer.Option([], "--set", help="RLConfig override KEY=VALUE (repeatable; dotted keys)."),
-    nnodes: int = typer.Option(1, "--nnodes", min=1, help="verl: GPU nodes (trainer.nnodes)."),
-    gpus_per_node: int = typer.Option(8, "--gpus-per-node", min=1, help="verl: GPUs per node (trainer.n_gpus_per_node)."),
-    verl_sets: list[str] = typer.Option([], "--verl-set", help="verl: raw hydra override appended last (repeatable), e.g. LoRA."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="verl: write the files and print the command instead of running it."),
+    engine: Literal["local", "verl"] = typer.Option("local", "--engine", metavar="local|verl", help="RL engine: local (reference, CPU / 1 GPU) or verl (Ray + vLLM, GPUs)."),
+    model: str = typer.Option(..., "--model", metavar="DIR|HF_ID", help="Policy to start from (the SFT model folder)."),
+    train: list[Path] = typer.Option(..., "--train", metavar="DIR|FILE", help="Unified parquet file or folder with train.parquet (repeatable)."),
+    val: list[Path] = typer.Option([], "--val", metavar="DIR|FILE", help="Unified parquet file or folder with val.parquet (repeatable)."),
+    out: Path = typer.Option(..., "--out", metavar="DIR", help="Run folder; re-running into it resumes from the last checkpoint."),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="RLConfig override KEY=VALUE (repeatable; dotted keys)."),
+    nnodes: int = typer.Option(1, "--nnodes", metavar="N", min=1, help="verl: GPU nodes (trainer.nnodes)."),
+    gpus_per_node: int = typer.Option(8, "--gpus-per-node", metavar="N", min=1, help="verl: GPUs per node (trainer.n_gpus_per_node)."),
+    verl_sets: list[str] = typer.Option([], "--verl-set", metavar="KEY=VALUE", help="verl: raw hydra override appended last (repeatable), e.g. LoRA."),
+    dry_run: bool = typer.Option(False, "--dry-run", metavar="", help="verl: write the files and print the command instead of running it."),
 ) -> None:
     """GRPO with Mini-o3 semantics (multi-turn crop-tool rollouts through run_episode)."""
+    _check_out(out)
     if engine == "local":
         if dry_run or verl_sets:
             _fail("--dry-run and --verl-set apply to --engine verl only")
@@ -216,23 +254,23 @@ EVAL_SET_HELP = ("EvalConfig override KEY=VALUE (repeatable; dotted keys): max_t
 
 @app.command("eval")
 def evaluate(
-    policy: str = typer.Option(..., "--policy", help="openai:URL[#served-model], vllm:MODEL (served for the run) or local:MODEL_DIR."),
-    bench: list[Path] = typer.Option(..., "--bench", help="Prepared benchmark folder (repeatable)."),
-    k: Optional[int] = typer.Option(None, "--k", min=1, help="Samples per question (default: 32 VP/V*, 8 HR, 1 MME)."),
-    out: Path = typer.Option(..., "--out", help="Output folder; re-running into it resumes finished samples."),
-    protocol: Optional[str] = typer.Option(
-        None, "--protocol", help="Scoring: paper (default; the LLM judge scores every sample, as the paper) or rule "
+    policy: str = typer.Option(..., "--policy", metavar="SPEC", help="openai:URL[#served-model], vllm:MODEL (served for the run) or local:MODEL_DIR."),
+    bench: list[Path] = typer.Option(..., "--bench", metavar="DIR", help="Prepared benchmark folder (repeatable)."),
+    k: Optional[int] = typer.Option(None, "--k", metavar="N", min=1, help="Samples per question (default: 32 VP/V*, 8 HR, 1 MME)."),
+    out: Path = typer.Option(..., "--out", metavar="DIR", help="Output folder; re-running into it resumes finished samples."),
+    protocol: Optional[Literal["paper", "rule"]] = typer.Option(
+        None, "--protocol", metavar="paper|rule", help="Scoring: paper (default; the LLM judge scores every sample, as the paper) or rule "
                                  "(rule scorers only; numbers not comparable to the paper's)."),
-    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Judge model (default gpt-4o-2024-11-20, the paper's)."),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model", metavar="MODEL", help="Judge model (default gpt-4o-2024-11-20, the paper's)."),
     judge_base_url: Optional[str] = typer.Option(
-        None, "--judge-base-url", help="Judge endpoint (OpenAI-compatible, or the Azure endpoint with --judge-api azure); "
+        None, "--judge-base-url", metavar="URL", help="Judge endpoint (OpenAI-compatible, or the Azure endpoint with --judge-api azure); "
                                        "default: END_POINT (azure) or OPENAI_BASE_URL from the environment."),
-    judge_api: Optional[str] = typer.Option(None, "--judge-api", help="auto (azure when END_POINT is set), openai or azure."),
-    judge_cache: Optional[Path] = typer.Option(None, "--judge-cache", help="sqlite file caching judge verdicts across runs."),
-    judge_failure: Optional[str] = typer.Option(
-        None, "--judge-failure", help="A judge call failing after its retries: score_zero (default, as upstream) or exclude."),
-    overrides: list[str] = typer.Option([], "--set", help=EVAL_SET_HELP),
-    gpus: int = typer.Option(1, "--gpus", min=1, help="vllm: GPUs for the server (split into tensor-parallel x replicas)."),
+    judge_api: Optional[Literal["auto", "openai", "azure"]] = typer.Option(None, "--judge-api", metavar="auto|openai|azure", help="auto (azure when END_POINT is set), openai or azure."),
+    judge_cache: Optional[Path] = typer.Option(None, "--judge-cache", metavar="FILE", help="sqlite file caching judge verdicts across runs."),
+    judge_failure: Optional[Literal["score_zero", "exclude"]] = typer.Option(
+        None, "--judge-failure", metavar="score_zero|exclude", help="A judge call failing after its retries: score_zero (default, as upstream) or exclude."),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=EVAL_SET_HELP),
+    gpus: int = typer.Option(1, "--gpus", metavar="N", min=1, help="vllm: GPUs for the server (split into tensor-parallel x replicas)."),
 ) -> None:
     """Avg@k over benchmarks with multi-turn crop-tool rollouts; report, plots and trajectory viewer.
 
@@ -241,11 +279,13 @@ def evaluate(
     """
     from mini_o3.evaluate.runner import EvalError, resolve_config, run_eval
 
-    flags = {"protocol": protocol, "judge.model": judge_model, "judge.base_url": judge_base_url, "judge.api": judge_api,
-             "judge.cache_path": judge_cache, "judge_failure": judge_failure, "k": k}
-    sets = list(overrides) + [f"{key}={value}" for key, value in flags.items() if value is not None]
+    _check_out(out)
+    flags = {"--protocol": ("protocol", protocol), "--judge-model": ("judge.model", judge_model),
+             "--judge-base-url": ("judge.base_url", judge_base_url), "--judge-api": ("judge.api", judge_api),
+             "--judge-cache": ("judge.cache_path", None if judge_cache is None else str(judge_cache)),
+             "--judge-failure": ("judge_failure", judge_failure), "--k": ("k", k)}
     try:
-        config = resolve_config(None, sets)
+        config = _with_flags(resolve_config(None, overrides), {f: v for f, v in flags.items() if v[1] is not None})
         console.print(f"scoring protocol [bold]{config.protocol}[/bold]"
                       + (f" (judge {config.judge.model})" if config.protocol == "paper"
                          else ": rule scorers only, numbers not comparable to the paper's"))
@@ -259,6 +299,26 @@ def evaluate(
     problem = result.failure()
     if problem:
         _fail(problem, code=1)
+
+
+def _with_flags(config, flags: dict[str, tuple[str, object]]):
+    """``config`` with each flag's setting (flags win over ``--set``); a bad value fails naming the flag."""
+    from pydantic import ValidationError
+
+    from mini_o3.overrides import describe_errors
+
+    for flag, (key, value) in flags.items():
+        data = config.model_dump()
+        *parents, name = key.split(".")
+        node = data
+        for part in parents:
+            node = node[part]
+        node[name] = value
+        try:
+            config = type(config).model_validate(data)
+        except ValidationError as exc:
+            _fail(f"{flag} {value!r}: {describe_errors(exc).split(': ', 1)[-1]}")
+    return config
 
 
 def _stopped(exc: BaseException, out: Path) -> None:
@@ -296,9 +356,9 @@ def _eval_warnings(result) -> None:
 
 @app.command()
 def serve(
-    model: str = typer.Option(..., "--model", help="Model folder or HF id to serve with vLLM."),
-    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port (0: a free one)."),
-    overrides: list[str] = typer.Option([], "--set", help="ServeConfig override KEY=VALUE (repeatable)."),
+    model: str = typer.Option(..., "--model", metavar="DIR|HF_ID", help="Model folder or HF id to serve with vLLM."),
+    port: int = typer.Option(8000, "--port", metavar="PORT", min=0, max=65535, help="Port (0: a free one)."),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="ServeConfig override KEY=VALUE (repeatable)."),
 ) -> None:
     """Start `vllm serve` with the flags Mini-o3 needs; waits for health; stops cleanly on Ctrl-C."""
     from mini_o3.evaluate.serve import ServeConfig, ServeError
@@ -313,14 +373,15 @@ def serve(
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), "--out", help="Working directory of the demo run."),
-    n_test: int = typer.Option(12, "--n-test", min=1, help="Test questions to roll out."),
-    seed: int = typer.Option(0, "--seed", min=0),
-    max_new_tokens: int = typer.Option(48, "--max-new-tokens", min=1, help="Tiny-model tokens per turn."),
+    out: Path = typer.Option(Path("runs/demo"), "--out", metavar="DIR", help="Working directory of the demo run."),
+    n_test: int = typer.Option(12, "--n-test", metavar="N", min=1, help="Test questions to roll out."),
+    seed: int = typer.Option(0, "--seed", metavar="N", min=0),
+    max_new_tokens: int = typer.Option(48, "--max-new-tokens", metavar="N", min=1, help="Tiny-model tokens per turn."),
 ) -> None:
     """Tiny model + synthetic data + run_episode with the oracle and the tiny model as policies."""
     from mini_o3.demo import DemoConfig, run_demo
 
+    _check_out(out)
     run_demo(DemoConfig(out=out, n_test=n_test, seed=seed, max_new_tokens=max_new_tokens), console=console)
 
 

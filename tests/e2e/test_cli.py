@@ -50,7 +50,7 @@ def test_synth_writes_a_dataset(tmp_path):
         (["synth", "--out", "x", "--n-train", "-1"], "n-train"),
         (["synth", "--out", "x", "--n-train", "0", "--n-test", "0"], "nothing to generate"),
         (["synth", "--out", "x", "--width-range", "10", "20"], "canvas sides must be in [256, 16384]"),
-        (["synth", "--out", "x", "--width-range", "3000", "2000"], "width_range"),
+        (["synth", "--out", "x", "--width-range", "3000", "2000"], "--width-range: canvas size"),
         (["synth"], "--out"),
         (["tiny-model", "--out", "FILE"], "exists and is not a directory"),
     ],

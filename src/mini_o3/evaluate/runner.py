@@ -69,6 +69,8 @@ PolicySpec = Union[str, EpisodePolicy, BatchPolicy]
 
 #: Policy spec kinds: ``openai:URL[#model]``, ``vllm:MODEL``, ``local:DIR``.
 POLICY_KINDS = ("openai", "vllm", "local")
+#: How each kind is written (in every policy-spec error).
+POLICY_FORMS = "'openai:URL[#model]', 'vllm:MODEL' or 'local:DIR'"
 #: Longest error message stored with a sample.
 MAX_ERROR_CHARS = 2000
 #: Longest turn text stored with a sample (longer ones keep their head and ``output_chars``).
@@ -209,9 +211,9 @@ def policy_kind(spec: str) -> tuple[str, str]:
     """(kind, target) of a policy spec string; a malformed spec or an unknown kind is an ``EvalError``."""
     kind, sep, target = spec.partition(":")
     if not sep or not target:
-        raise EvalError(f"policy spec {spec!r} must be 'openai:URL[#model]', 'vllm:MODEL' or 'local:DIR'")
+        raise EvalError(f"policy spec {spec!r} must be {POLICY_FORMS}")
     if kind not in POLICY_KINDS:
-        raise EvalError(f"policy spec {spec!r}: unknown kind {kind!r}; expected 'openai', 'vllm' or 'local'")
+        raise EvalError(f"policy spec {spec!r}: unknown kind {kind!r}; expected {POLICY_FORMS}")
     return kind, target
 
 
@@ -431,14 +433,14 @@ def run_eval(
     from .report import write_report
 
     config = resolve_config(config, overrides)
+    if isinstance(policy_spec, str):
+        policy_kind(policy_spec)  # a bad spec is named before any benchmark is read or the judge checked
     if not bench_dirs:
         raise EvalError("no benchmark folders given")
     questions = [q for d in bench_dirs for q in load_benchmark(Path(d), config)]
     names = [Path(d).name for d in bench_dirs]
     if len(set(names)) != len(names):
         raise EvalError(f"benchmark folder names must be distinct, got {names}")
-    if isinstance(policy_spec, str):
-        policy_kind(policy_spec)  # a bad spec is named before the judge is checked
     if config.protocol == "rule":
         judge = None
     elif judge is None:

@@ -36,6 +36,10 @@ def _scheme(uri: str) -> str:
     if not isinstance(uri, str) or not uri.strip():
         raise StorageError(f"empty storage URI {uri!r}: expected s3://bucket/key or a local path")
     if "://" not in uri:
+        head, sep, _ = uri.partition(":")
+        if sep and head.lower() in (*REMOTE_SCHEMES, "file"):  # s3:/bucket, s3:bucket, file:/x
+            raise StorageError(f"malformed storage URI {uri!r}: expected {head.lower()}://... "
+                               "(s3://bucket/key, file:///path) or a plain local path")
         return ""
     return uri.split("://", 1)[0].lower()
 

@@ -1,0 +1,91 @@
+"""The CLI reads like one tool: bad --out folders and malformed URIs are one line, help metavars
+say what a flag takes, errors name the flag the user typed, `prepare list` never cuts a hub id."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from mini_o3.cli import app
+
+
+def _invoke(*args: str):
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "80"})
+    assert "Traceback" not in result.output
+    return result
+
+
+def _error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("command", [
+    ["eval", "--policy", "openai:http://127.0.0.1:9/v1", "--bench", "B", "--protocol", "rule"],
+    ["synth", "--n-train", "1", "--n-test", "1"],
+    ["prepare", "bench", "--name", "synthetic", "--source", "B"],
+    ["rl", "--model", "M", "--train", "B"],
+])
+def test_out_that_is_a_file_is_one_line(tmp_path, command):
+    (tmp_path / "FILE").write_text("x")
+    for out, message in ((tmp_path / "FILE", "exists and is not a directory"),
+                         (tmp_path / "FILE" / "sub", "FILE is not a directory"),
+                         ("/proc/mini-o3-out", "is not writable")):
+        result = _invoke(*command, "--out", str(out))
+        assert result.exit_code == 2, result.output
+        lines = _error_lines(result.output)
+        assert len(lines) == 1 and lines[0].startswith("error: --out") and message in lines[0], result.output
+
+
+def test_malformed_s3_uri_is_refused():
+    from mini_o3 import storage
+
+    for uri in ("s3:/b", "s3:b/key", "minio:/x", "file:/tmp/x"):
+        with pytest.raises(storage.StorageError, match="malformed storage URI"):
+            storage.is_remote(uri)
+    assert storage.is_remote("s3://b/k") and not storage.is_remote("runs/s3:x")
+    result = _invoke("stage", "eval", "--model-uri", "m", "--bench-uri", "s3:/b", "--out-uri", "out",
+                     "--backend", "local", "--set", "protocol=rule")
+    assert result.exit_code == 2 and "malformed storage URI 's3:/b'" in result.output
+
+
+def test_help_metavars_say_what_a_flag_takes():
+    text = _invoke("eval", "--help").output
+    for shown in ("--policy SPEC", "--bench DIR", "--out DIR", "--k N", "--protocol paper|rule",
+                  "--judge-failure score_zero|exclude", "--set KEY=VALUE", "openai:URL[#served-model]"):
+        assert shown in text, shown
+    synth = _invoke("synth", "--help").output
+    assert "--width-range LOW HIGH" in synth and "<bool>" not in synth and "<str>" not in text
+    assert "--overwrite " in synth and "--dry-run " in _invoke("rl", "--help").output
+
+
+def test_errors_name_the_flag_typed(tmp_path):
+    base = ["eval", "--policy", "openai:http://127.0.0.1:9/v1", "--bench", str(tmp_path), "--out", str(tmp_path / "o")]
+    bad_choice = _invoke(*base, "--judge-failure", "nope")
+    assert bad_choice.exit_code == 2 and "'--judge-failure'" in bad_choice.output
+    bad_set = _invoke(*base, "--k", "1", "--protocol", "rule", "--set", "max_turns=0")
+    assert bad_set.exit_code == 2 and "max_turns" in bad_set.output
+    assert "k=1" not in bad_set.output and "protocol=rule" not in bad_set.output
+    again = tmp_path / "synth"
+    assert _invoke("synth", "--out", str(again), "--n-train", "1", "--n-test", "1",
+                   "--width-range", "256", "256", "--height-range", "256", "256").exit_code == 0
+    twice = _invoke("synth", "--out", str(again), "--n-train", "1", "--n-test", "1")
+    assert twice.exit_code == 2 and "pass --overwrite" in twice.output and "--out" in twice.output
+    assert "overwrite=True" not in twice.output and "out_dir" not in twice.output
+    width = _invoke("synth", "--out", str(tmp_path / "w"), "--width-range", "3000", "2000")
+    assert width.exit_code == 2 and "--width-range" in width.output and len(_error_lines(width.output)) == 1
+
+
+def test_every_policy_kind_in_the_policy_spec_error(tmp_path):
+    result = _invoke("eval", "--policy", "nonsense", "--bench", str(tmp_path), "--out", str(tmp_path / "o"),
+                     "--protocol", "rule")
+    assert result.exit_code == 2
+    assert all(kind in result.output for kind in ("openai:URL", "vllm:MODEL", "local:DIR"))
+
+
+def test_prepare_list_shows_every_hub_id_in_full():
+    from mini_o3.data.bench import BENCHMARKS
+
+    text = _invoke("prepare", "list").output
+    for spec in BENCHMARKS.values():
+        if spec.hub_id:
+            assert spec.hub_id in text, spec.hub_id
