@@ -101,3 +101,38 @@ def _unknown(key: str, name: str, model: type[BaseModel], label: str, hint: str)
     close = difflib.get_close_matches(name, list(model.model_fields), n=3)
     suggestion = f" (did you mean {', '.join(close)}?)" if close else ""
     return f"unknown {label} {key!r}: {name!r} is not a field of {model.__name__}{suggestion}" + (f"; {hint}" if hint else "")
+
+
+# -- composing override lists ------------------------------------------------------------------
+
+
+def override_key(assignment: str) -> str:
+    """The key of ``key=value`` (stripped), or the whole item when it has no ``=``."""
+    return assignment.partition("=")[0].strip()
+
+
+def merge_overrides(defaults: Iterable[str], extra: Iterable[str]) -> list[str]:
+    """``extra`` added to ``defaults``: a key ``extra`` sets replaces the default's item, every other
+    default stays (applied in order, the result means the same as ``defaults + extra``)."""
+    extra = list(extra)
+    given = {override_key(item) for item in extra}
+    return [item for item in defaults if override_key(item) not in given] + extra
+
+
+def is_override_list(name: str) -> bool:
+    """Pipeline parameters holding ``key=value`` lists (``p4_eval_overrides``, ``p1_data_synthetic``)."""
+    return name.endswith("_overrides") or name.endswith("_synthetic")
+
+
+def compose_params(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """Pipeline parameters ``given`` on top of ``defaults``: override lists (``is_override_list``)
+    are merged (``merge_overrides``), so ``--param eval_overrides=[limit=2]`` keeps an embedded
+    run's tiny turn / token / pixel settings; any other parameter is replaced."""
+    out = dict(defaults)
+    for name, value in given.items():
+        base = defaults.get(name)
+        if is_override_list(name) and isinstance(base, list) and isinstance(value, (list, tuple)):
+            out[name] = merge_overrides(base, [str(v) for v in value])
+        else:
+            out[name] = value
+    return out
