@@ -9,8 +9,9 @@ Defaults are the seed's RL run (README "Stage 2" command + the fork's yaml defau
   per-trajectory token mean averaged over the mini-batch;
 * ``val_n`` = 32 and ``val_do_sample`` = True are the README evaluation (Avg@32); the yaml's own
   defaults are 1 / False (greedy);
-* paths: ``train_files`` / ``val_files`` are relative to ``data_root`` (the seed's
-  ``$BASE_IMAGE_DIR``).
+* paths: ``model_path``, ``train_files`` / ``val_files`` and ``data_root`` record what a run
+  read: the engines fill them from their arguments (``with_inputs``), so ``rl_config.json`` and
+  the logged params name the model and data actually used; the defaults are the seed's.
 
 Batch sizes are in prompts (verl convention): one step = ``train_batch_size * rollout_n``
 trajectories, one optimizer step per ``ppo_mini_batch_size * rollout_n`` trajectories.
@@ -65,11 +66,21 @@ class JudgeConfig(BaseModel):
     rate_limit_sleep_s: float = Field(3.0, ge=0, description="sleep after a rate-limit error (not counted)")
     concurrency: int = Field(300, ge=1, description="judge calls in flight (seed data.gpt_threads)")
     failure_drops_group_in_training: bool = Field(
-        True, description="a failed judge call drops its whole prompt group from the training batch (seed)"
+        True, description="a failed judge call drops its whole prompt group from the training batch (seed; "
+                          "the only behaviour both engines implement: False is refused)"
     )
     failure_scores_zero_in_validation: bool = Field(
-        True, description="a failed judge call scores 0 in validation (seed); False: leave the sample out"
+        True, description="a failed judge call scores 0 in validation (seed; the only behaviour both engines "
+                          "implement: False is refused)"
     )
+
+    @model_validator(mode="after")
+    def _implemented(self) -> JudgeConfig:
+        for name in ("failure_drops_group_in_training", "failure_scores_zero_in_validation"):
+            if not getattr(self, name):
+                raise ValueError(f"judge.{name}=false is not implemented by the RL engines (they follow the seed: "
+                                 "a failed judge call drops its group in training and scores 0 in validation)")
+        return self
 
 
 class RLConfig(BaseModel):
@@ -253,3 +264,18 @@ class RLConfig(BaseModel):
     def with_overrides(self, assignments: list[str] | tuple[str, ...]) -> RLConfig:
         """Apply ``key=value`` strings (see the module doc); an unknown key raises naming it."""
         return apply_overrides(self, assignments, label="RL setting")
+
+    def with_inputs(self, model: str, train: list[str], val: list[str]) -> RLConfig:
+        """This config recording the model and data a run actually uses (``model_path``,
+        ``train_files``, ``val_files``; ``data_root`` None: the paths are absolute or as given), so
+        ``rl_config.json`` and the logged params tell the truth. The engines take these from their
+        arguments; a value set by an override that differs from them is an error, never ignored."""
+        defaults = RLConfig.model_fields
+        given = {"model_path": model, "train_files": list(train), "val_files": list(val), "data_root": None}
+        for name, used in given.items():
+            value = getattr(self, name)
+            default = defaults[name].get_default(call_default_factory=True)
+            if value != default and value != used:
+                raise ValueError(f"RL setting {name}={value!r} is not read: the run uses {used!r} "
+                                 "(--model / --train / --val name the model and data); drop the override")
+        return self.model_copy(update=given)

@@ -72,8 +72,9 @@ def run_rl_local(
     ``train`` / ``val``: unified parquet files or folders holding ``train.parquet`` /
     ``val.parquet``. ``config`` (default ``RLConfig()``) then ``overrides`` (``key=value``).
     ``device``: "cpu", "cuda", ... (default: cuda when available; bf16 on CUDA, fp32 otherwise).
-    ``config.model_path`` / ``train_files`` / ``val_files`` / ``checkpoint_dir`` are not read:
-    the arguments name the model and data, checkpoints go to ``out_dir/checkpoints``.
+    The arguments name the model and data (recorded as ``model_path`` / ``train_files`` /
+    ``val_files`` in ``rl_config.json``: ``RLConfig.with_inputs``); checkpoints go to
+    ``out_dir/checkpoints`` (``checkpoint_dir`` is not read).
     """
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -85,6 +86,8 @@ def run_rl_local(
     model_dir = Path(model)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"model {str(model)!r} is not a Hugging Face model folder (no config.json)")
+    config = config.with_inputs(str(model_dir.resolve()), [str(Path(p).resolve()) for p in train],
+                                [str(Path(p).resolve()) for p in val])  # provenance: what this run reads
     judge = make_judge(config.judge)
     train_prompts = load_prompts(train, "train")
     val_prompts = load_prompts(val, "val") if val else []

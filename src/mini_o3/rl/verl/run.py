@@ -92,6 +92,8 @@ def run_rl_verl(
     if val:
         files["val.parquet"] = _convert(val, work / "data" / "val.parquet", "val", config, progress)
     model_ref = str(Path(model).resolve()) if Path(model).exists() else model
+    config = config.with_inputs(model_ref, [str(Path(p).resolve()) for p in train],
+                                [str(Path(p).resolve()) for p in val])  # provenance: rl_config.json
     argv = [sys.executable if not dry_run else "python", *cmd.ENTRYPOINT[1:]]
     argv += cmd.overrides(config, model=model_ref, train_files=[files["train.parquet"]],
                           val_files=[files["val.parquet"]] if val else [], files=files, out_dir=out_dir,
