@@ -179,3 +179,24 @@ def test_stored_turn_text_is_bounded_for_any_policy(bench, tmp_path):
     turn = json.loads(line)["trajectory"]["turns"][0]
     assert len(turn["output"]) == 65536 and turn.get("output_chars", 0) > 3_000_000  # runner.MAX_STORED_TURN_CHARS
     assert (tmp_path / "out" / "viewer.html").stat().st_size < 100_000
+
+
+def test_batched_policy_failure_costs_only_the_bad_sample(bench, records, tmp_path):
+    """A batch that fails is rolled out again one sample at a time: only the bad one errors."""
+    bad = records[5].id
+
+    class Batched:
+        spec = "scripted:batched"
+
+        def rollout_batch(self, samples, seed):
+            from mini_o3.task import run_episode
+
+            if any(s.sample_id.startswith(bad + "#") for s in samples):
+                raise RuntimeError(f"scripted batch failure on {bad}")
+            return [run_episode(lambda request: "<think>x</think><answer>none</answer>", s) for s in samples]
+
+    result = run_eval(Batched(), [bench], tmp_path / "out", _config(k=2, concurrency=4), progress=False)
+    errors = result.report["errors"]
+    assert errors["count"] == 2 and errors["by_class"] == {"rollout": 2}
+    assert {e["question_id"] for e in errors["examples"]} == {bad}
+    assert result.report["benchmarks"]["synth"]["overall"]["samples"] == 2 * N_TEST
