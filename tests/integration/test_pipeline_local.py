@@ -127,7 +127,7 @@ def test_skip_uris_skip_their_stages(runs):
     first, second = runs["first"], runs["second"]
     tasks = _tasks(runs["out"], second.run_root)
     assert not {"sft", "sft-2", "prepare-coldstart", "prepare-bench", "prepare-bench-2"} & tasks, tasks
-    assert {"use-artifact", "rl", "evaluate", "report"} <= tasks
+    assert {"use-artifact", "rl", "evaluate", "report-2"} <= tasks  # report-2: the learning-table report
     assert list(second.stages) == ["rl", "evaluate", "report"]
     rl_run = json.loads((second.run_root / "rl" / "run" / "stage.json").read_text())
     assert rl_run["outputs"]["model"] == str(second.run_root / "rl" / "model")

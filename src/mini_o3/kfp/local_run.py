@@ -54,11 +54,11 @@ LEARN_SFT = [
 ]
 LEARN_RL = [
     "total_training_steps=15", "train_batch_size=16", "rollout_n=4", "ppo_mini_batch_size=16", "lr=2e-4",
-    "max_tokens_per_turn=64", "max_turns=4", "val_max_turns=4", "val_n=1", "val_do_sample=false",
+    "max_tokens_per_turn=128", "max_turns=4", "val_max_turns=4", "val_n=1", "val_do_sample=false",
     "val_before_train=true", "test_freq=5", "save_freq=15", "judge.enabled=false",
     f"min_pixels={LEARN_PIXELS[0]}", f"max_pixels={LEARN_PIXELS[1]}",
 ]
-LEARN_EVAL = ["max_turns=4", "max_tokens_per_turn=64", f"min_pixels={LEARN_PIXELS[0]}",
+LEARN_EVAL = ["max_turns=4", "max_tokens_per_turn=128", f"min_pixels={LEARN_PIXELS[0]}",
               f"max_pixels={LEARN_PIXELS[1]}", "concurrency=128"]
 
 Profile = Literal["learn", "smoke"]
@@ -162,6 +162,7 @@ def run_embedded(config: EmbeddedConfig = EmbeddedConfig(), params: dict[str, An
                  console: Console | None = None) -> EmbeddedResult:
     """Build the tiny model, run ``mini-o3-train`` under kfp.local, print and return where the report is."""
     from mini_o3 import storage
+    from mini_o3.overrides import compose_params
     from mini_o3.stages import read_result
 
     from .pipelines import build_train
@@ -179,7 +180,7 @@ def run_embedded(config: EmbeddedConfig = EmbeddedConfig(), params: dict[str, An
                         "--seed", str(config.seed), "--profile", PROFILES[config.profile]["model"]],
                        check=True, env={**os.environ, **task_env(out)})
         storage.mark_complete(model_dir)  # a sealed artifact like any stage output
-    values = {**embedded_params(config, model_dir), **(params or {})}
+    values = compose_params(embedded_params(config, model_dir), params or {})  # overrides add to the defaults
     artifacts = Path(values["p0_storage_root"])
     artifacts.mkdir(parents=True, exist_ok=True)
     before = {p.name for p in artifacts.iterdir()}

@@ -290,13 +290,13 @@ def build_train(c: Components | None = None) -> Any:
             evaluation = _evaluate(c, model_uri=rl_model, name="eval", **eval_args)
             report_args = dict(eval_uri=evaluation, run_root=root, base_model=p2_sft_base_model, sft_model_uri=sft_model,
                                rl_model_uri=rl_model, title="Mini-o3 training run", **run)
-            with dsl.If(p4_eval_compare == True, name="compare-with-base-and-sft"):  # noqa: E712 (a DSL condition)
+            with dsl.If(p4_eval_compare == False, name="report-rl-model"):  # noqa: E712 (a DSL condition)
+                _common(c.report(**report_args, base_eval_uri="", sft_eval_uri=""), s3, "light", "5 report")
+            with dsl.Else(name="compare-with-base-and-sft"):
                 base_eval = _evaluate(c, model_uri=p2_sft_base_model, name="eval_base", **eval_args)
                 sft_eval = _evaluate(c, model_uri=sft_model, name="eval_sft", **eval_args)
                 _common(c.report(**report_args, base_eval_uri=base_eval, sft_eval_uri=sft_eval), s3, "light",
                         "5 report (learning table)")
-            with dsl.Else(name="report-rl-model"):
-                _common(c.report(**report_args, base_eval_uri="", sft_eval_uri=""), s3, "light", "5 report")
 
     return mini_o3_train
 
