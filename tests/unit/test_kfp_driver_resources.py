@@ -23,7 +23,9 @@ from mini_o3.stages import StageError
 REPO = Path(__file__).resolve().parents[2]
 #: executor → the root parameter of its GPU count, per pipeline (the GPU pods we ship).
 GPU_EXECUTORS = {
-    "train": {"exec-sft": "p2_sft_gpus", "exec-rl": "p3_rl_gpus_per_worker", "exec-evaluate-2": "p4_eval_gpus"},
+    # evaluate-2: the RL model; evaluate-4 / -6: the base and SFT models of the learning table
+    "train": {"exec-sft": "p2_sft_gpus", "exec-rl": "p3_rl_gpus_per_worker", "exec-evaluate-2": "p4_eval_gpus",
+              "exec-evaluate-4": "p4_eval_gpus", "exec-evaluate-6": "p4_eval_gpus"},
     "evaluate": {"exec-evaluate-2": "gpus"},
 }
 GPU_TYPE = {"train": "p0_gpu_type", "evaluate": "gpu_type"}
@@ -78,12 +80,12 @@ def test_every_gpu_executor_gets_a_gpu_limit_by_default(name):
 @pytest.mark.parametrize("name", ["train", "evaluate"])
 def test_gpu_limits_follow_the_run_parameters(name):
     spec = _package(name)
-    given = {param: str(n + 2) for n, param in enumerate(GPU_EXECUTORS[name].values())}
+    given = {param: str(n + 2) for n, param in enumerate(dict.fromkeys(GPU_EXECUTORS[name].values()))}
     given[GPU_TYPE[name]] = "amd.com/gpu"
     got = _resources(spec, given)
-    for n, (executor, param) in enumerate(GPU_EXECUTORS[name].items()):
+    for executor, param in GPU_EXECUTORS[name].items():
         gpus = {k: v for k, v in got[executor]["limits"].items() if k not in ("cpu", "memory")}
-        assert gpus == {"amd.com/gpu": str(n + 2)}, executor
+        assert gpus == {"amd.com/gpu": given[param]}, executor
 
 
 @pytest.mark.parametrize("name", ["train", "evaluate"])

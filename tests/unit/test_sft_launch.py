@@ -148,6 +148,7 @@ def test_sigterm_stops_the_training_process_group(tmp_path: Path):
     import signal
     import threading
 
+    before = signal.getsignal(signal.SIGTERM)  # SIG_DFL, or a handler an earlier in-process ray.init left
     pid_file = tmp_path / "pid"
     child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
     timer = threading.Timer(1.0, os.kill, args=(os.getpid(), signal.SIGTERM))
@@ -158,4 +159,4 @@ def test_sigterm_stops_the_training_process_group(tmp_path: Path):
     assert caught.value.code == 128 + signal.SIGTERM
     with pytest.raises(ProcessLookupError):
         os.kill(int(pid_file.read_text()), 0)
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler restored
