@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .metrics import bootstrap_ci, follows_protocol
+from .report import save_figure
 
 #: Display order and labels of the models a learning table may hold.
 MODEL_LABELS: dict[str, str] = {"base": "base (random init)", "sft": "SFT", "rl": "SFT + GRPO", "no_zoom": "no-zoom SFT"}
@@ -131,7 +132,7 @@ def write_learning_plots(learning: Mapping[str, Any], rl_metrics: list[dict[str,
         ax.set_ylim(0, 1)
         ax.legend(loc="upper left", fontsize="small")
         fig.tight_layout()
-        files["learning.png"] = _save(fig, out_dir / "learning.png")
+        files["learning.png"] = save_figure(fig, out_dir / "learning.png")
     train = [m for m in rl_metrics if "rollout/reward" in m]
     val = [m for m in rl_metrics if any(k.startswith("val/") and "avg@" in k for k in m)]
     if len(train) >= 2:
@@ -148,13 +149,6 @@ def write_learning_plots(learning: Mapping[str, Any], rl_metrics: list[dict[str,
         ax.set_ylim(0, 1)
         ax.legend(fontsize="small")
         fig.tight_layout()
-        files["rl_curves.png"] = _save(fig, out_dir / "rl_curves.png")
+        files["rl_curves.png"] = save_figure(fig, out_dir / "rl_curves.png")
     return files
 
-
-def _save(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

@@ -296,7 +296,7 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     ax.set_ylabel("Avg@k (%) with 95% CI")
     ax.set_ylim(0, 100)
     fig.tight_layout()
-    files["avg_at_k.png"] = _save(fig, out_dir / "avg_at_k.png")
+    files["avg_at_k.png"] = save_figure(fig, out_dir / "avg_at_k.png")
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for label, (_, s) in zip(labels, columns):
@@ -307,7 +307,7 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     ax.set_ylabel("pass@k (%)")
     ax.legend(fontsize="small")
     fig.tight_layout()
-    files["pass_at_k.png"] = _save(fig, out_dir / "pass_at_k.png")
+    files["pass_at_k.png"] = save_figure(fig, out_dir / "pass_at_k.png")
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for bench, data in report["benchmarks"].items():
@@ -318,11 +318,12 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     ax.set_ylabel("samples (%)")
     ax.legend(fontsize="small")
     fig.tight_layout()
-    files["turns.png"] = _save(fig, out_dir / "turns.png")
+    files["turns.png"] = save_figure(fig, out_dir / "turns.png")
     return files
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
+    """Write ``fig`` as a 100-dpi PNG and close it."""
     import matplotlib.pyplot as plt
 
     fig.savefig(path, dpi=100)
