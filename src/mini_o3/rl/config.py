@@ -169,6 +169,11 @@ class RLConfig(BaseModel):
     val_before_train: bool = Field(True, description="validate once before the first step")
     val_only: bool = Field(False, description="validate and stop")
     checkpoint_dir: str = Field("save", description="checkpoint folder (global_step_*/actor inside)")
+    max_actor_ckpt_to_keep: int | None = Field(
+        2, gt=0, description="verl engine: keep only the newest N actor checkpoints (trainer.max_actor_ckpt_to_keep; "
+                             "verl and the seed keep every one: None). Each holds fp32 FSDP shards, Adam state and "
+                             "the merged bf16 HF policy, ~14 bytes per parameter (Qwen2.5-VL-7B: ~115 GB); the work "
+                             "volume peaks at max(N, 2) of them (chart README: Sizing). The stage hands on the newest")
 
     @model_validator(mode="after")
     def _consistent(self) -> RLConfig:

@@ -54,6 +54,7 @@ steps
 save_freq, test_freq           trainer.save_freq, trainer.test_freq
 val_before_train, val_only     trainer.val_before_train, trainer.val_only
 checkpoint_dir                 trainer.default_local_dir (relative: under out_dir)
+max_actor_ckpt_to_keep         trainer.max_actor_ckpt_to_keep (older global_step_* removed)
 (HF policy per checkpoint)     actor.checkpoint.save_contents += hf_model: merged HF weights with
                                config and processor in ``global_step_N/actor/huggingface`` (what
                                evaluation and the next stage load); load_contents = the shards
@@ -279,6 +280,7 @@ def overrides(
         ("trainer.val_before_train", config.val_before_train and bool(val_files)),
         ("trainer.val_only", config.val_only),
         ("trainer.default_local_dir", str(checkpoints)),
+        ("trainer.max_actor_ckpt_to_keep", config.max_actor_ckpt_to_keep),
         ("trainer.nnodes", nnodes),
         ("trainer.n_gpus_per_node", n_gpus_per_node),
         ("trainer.project_name", "mini-o3"),
