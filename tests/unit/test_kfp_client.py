@@ -1,4 +1,7 @@
-"""Cluster commands against a fake KFP REST server on loopback: the real ``kfp.Client`` runs."""
+"""Cluster commands against a fake KFP REST server on loopback: the real ``kfp.Client`` runs. The
+fake keeps the KFP 2.17.0 API server's rules (tests/fixtures/kfp_server.py cites them): pipelines
+unique per (name, namespace), lists filtered by namespace, recurring runs not unique, and bearer
+tokens required in multi-user mode."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from mini_o3.kfp.client import (
     ClientError,
     connect,
     plan_schedule,
+    recurring_runs_named,
     resolve_params,
     schedule,
     submit,
@@ -112,3 +116,102 @@ def test_bad_parameters_are_named(raw, message):
 def test_missing_package_says_to_compile(tmp_path):
     with pytest.raises(ClientError, match="run `mini-o3 compile` first"):
         upload(None, "train", tmp_path)
+
+
+@pytest.fixture
+def multi_user(tmp_path, monkeypatch):
+    """Multi-user KFP that accepts one service-account token, mounted where the chart's Job mounts it
+    (KF_PIPELINES_SA_TOKEN_PATH)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    token = tmp_path / "token"
+    token.write_text("sa-token-1\n")
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(token))
+    with FakeKFPServer(multi_user=True, tokens={"sa-token-1"}) as state:
+        yield state
+
+
+def test_token_file_authenticates_in_multi_user_kfp(multi_user, tmp_path, monkeypatch):
+    """kfp 2.17.3 ``Client._load_config`` (kfp/client/client.py:277-297) sends a bearer token only for
+    existing_token / client_id / credentials, and returns before its in-cluster default credentials
+    whenever a host is given; the multi-user API server refuses a request without one (KFP 2.17.0
+    backend/src/apiserver/auth/auth.go:35). So the token file must become ``credentials``
+    (``ServiceAccountTokenVolumeCredentials``), re-read on every call as the kubelet rotates it."""
+    client = connect(multi_user.url, "team-a")
+    done = upload(client, "evaluate", REPO, "team-a")
+    assert done.created_pipeline
+    (tmp_path / "token").write_text("sa-token-2")  # rotated by the kubelet
+    multi_user.tokens = {"sa-token-2"}
+    assert upload(client, "evaluate", REPO, "team-a").pipeline_id == done.pipeline_id
+
+
+def test_missing_token_file_named_by_its_variable(monkeypatch, tmp_path):
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(tmp_path / "nope"))
+    with pytest.raises(ClientError, match=r"KF_PIPELINES_SA_TOKEN_PATH=.*nope is not a file"):
+        connect("http://127.0.0.1:1")
+
+
+def test_upload_finds_its_pipeline_in_the_namespace(multi_user):
+    """Pipelines are unique per (name, namespace) and listed one namespace at a time (KFP 2.17.0
+    model/pipeline.go:44,54; server/pipeline_server.go:431): looking the name up without the
+    namespace (``kfp.Client.get_pipeline_id``) misses the namespaced pipeline and the re-upload is a
+    409 (server/pipeline_upload_server.go:183), i.e. a second ``helm upgrade`` fails."""
+    client = connect(multi_user.url, "team-a")
+    first = upload(client, "train", REPO, "team-a")
+    again = upload(client, "train", REPO, "team-a")
+    assert (again.pipeline_id, again.version_id, again.created_pipeline, again.created_version) == (
+        first.pipeline_id, first.version_id, False, False)
+    other = upload(client, "train", REPO, "team-b")  # same name, other namespace: another pipeline
+    assert other.pipeline_id != first.pipeline_id and other.created_pipeline
+    assert sorted(p["namespace"] for p in multi_user.pipelines.values()) == ["team-a", "team-b"]
+
+
+def test_upload_of_a_changed_package_adds_a_version_in_the_namespace(multi_user, tmp_path):
+    client = connect(multi_user.url, "team-a")
+    first = upload(client, "evaluate", REPO, "team-a")
+    changed = tmp_path / "pipelines"
+    changed.mkdir()
+    (changed / "evaluate.yaml").write_bytes(EVALUATE.read_bytes() + b"# changed\n")
+    second = upload(client, "evaluate", tmp_path, "team-a")
+    assert second.pipeline_id == first.pipeline_id and second.created_version and not second.created_pipeline
+
+
+@pytest.mark.parametrize("mode", ["single", "multi"])
+def test_schedule_again_keeps_one_recurring_run(mode, kfp_server, multi_user):
+    """Recurring runs are not unique on the server (KFP 2.17.0 server/job_server.go:97 checks only a
+    non-empty name; template/v2_template.go:71 GenerateName), so a create on every ``helm upgrade``
+    would add one more nightly run each time. Re-scheduling keeps an identical run and replaces a
+    changed one: exactly one run of that name remains."""
+    server, namespace = (kfp_server, None) if mode == "single" else (multi_user, "team-a")
+    client = connect(server.url, namespace)
+    params = resolve_params(EVALUATE, ["model_uri=s3://b/run/rl/model", "k=8"])
+    _, first = schedule(client, params, cron="0 3 * * *", name="nightly", experiment="mini-o3-eval", root=REPO,
+                        namespace=namespace)
+    _, same = schedule(client, params, cron="0 3 * * *", name="nightly", experiment="mini-o3-eval", root=REPO,
+                       namespace=namespace)
+    assert same.recurring_run_id == first.recurring_run_id and len(server.recurring_runs) == 1
+    changed = {**params, "k": 4}
+    _, new = schedule(client, changed, cron="0 4 * * *", name="nightly", experiment="mini-o3-eval", root=REPO,
+                      namespace=namespace)
+    (only,) = server.recurring_runs.values()
+    assert new.recurring_run_id != first.recurring_run_id and only["recurring_run_id"] == new.recurring_run_id
+    assert only["runtime_config"]["parameters"]["k"] == 4 and only["trigger"]["cron_schedule"]["cron"] == "0 0 4 * * *"
+    assert len(server.experiments) == 1
+
+
+def test_schedule_cleans_up_duplicates_and_refuses_a_foreign_run(kfp_server):
+    client = connect(kfp_server.url)
+    params = resolve_params(EVALUATE, ["model_uri=s3://b/m"])
+    uploaded, made = schedule(client, params, cron="@daily", name="nightly", experiment="e", root=REPO)
+    # two more of the same name, as older chart versions left behind
+    for _ in range(2):
+        client.create_recurring_run(experiment_id=made.experiment_id, job_name="nightly", cron_expression="0 0 1 * * *",
+                                    pipeline_id=uploaded.pipeline_id, version_id=uploaded.version_id, params=params)
+    assert len(recurring_runs_named(client, "nightly", made.experiment_id)) == 3
+    _, kept = schedule(client, params, cron="@daily", name="nightly", experiment="e", root=REPO)
+    assert kept.recurring_run_id == made.recurring_run_id and list(kfp_server.recurring_runs) == [made.recurring_run_id]
+    train = upload(client, "train", REPO)
+    client.create_recurring_run(experiment_id=made.experiment_id, job_name="train-nightly", cron_expression="@daily",
+                                pipeline_id=train.pipeline_id, version_id=train.version_id)
+    with pytest.raises(ClientError, match="'train-nightly' in experiment 'e' already exists for another pipeline"):
+        schedule(client, params, cron="@daily", name="train-nightly", experiment="e", root=REPO)
+    assert len(kfp_server.recurring_runs) == 2

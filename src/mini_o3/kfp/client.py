@@ -1,15 +1,27 @@
 """Cluster commands through ``kfp.Client``: upload-or-reuse the compiled pipelines (a version per
-content hash), submit runs into an experiment, and create recurring evaluation runs.
+content hash), submit runs into an experiment, and create or update recurring evaluation runs.
 
-A pipeline is found by name (``mini-o3-train`` / ``mini-o3-evaluate``); its versions are named
-``v<package version>-<12 hex of sha256(compiled YAML)>``, so an unchanged package reuses its
+A pipeline is found by name (``mini-o3-train`` / ``mini-o3-evaluate``) **in the namespace it is
+uploaded to** (the KFP 2.17 API server keeps pipelines unique per (name, namespace) and lists one
+namespace at a time; ``kfp.Client.get_pipeline_id`` lists only shared pipelines, so in multi-user
+Kubeflow it never finds a namespaced one and a second upload fails with 409); its versions are
+named ``v<package version>-<12 hex of sha256(compiled YAML)>``, so an unchanged package reuses its
 version and any change (a recompile with other images included) adds a new one.
+
+Recurring runs are not unique on the server (any number may share a name), so ``schedule`` is a
+create-or-update: it keeps an identical one, else creates the new one and then deletes the older
+ones of the same name and pipeline, so re-running it (``helm upgrade``) never adds a second nightly run.
+
+In multi-user Kubeflow the API server wants a service-account token: ``connect`` passes
+``ServiceAccountTokenVolumeCredentials`` whenever a token file is present (the SDK itself uses it
+only when no host is given and it runs in a cluster).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +41,10 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "STRING": (str,), "NUMBER_INTEGER": (int,), "NUMBER_DOUBLE": (int, float), "BOOLEAN": (bool,),
     "LIST": (list,), "STRUCT": (dict,),
 }
+#: What ``kfp.client`` reads for the projected token: env name and default path (kfp 2.17.3
+#: ``kfp/client/__init__.py``: KF_PIPELINES_SA_TOKEN_ENV / KF_PIPELINES_SA_TOKEN_PATH).
+TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
+DEFAULT_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"
 TIMEZONE_NOTE = ("fire times are in the KFP scheduler's timezone (CRON_SCHEDULE_TIMEZONE of the "
                  "ml-pipeline-scheduledworkflow controller; default: its local time, usually UTC)")
 
@@ -93,29 +109,77 @@ def resolve_params(path: Path, raw: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def token_path(environ: dict[str, str] | None = None) -> str | None:
+    """The service-account token file to authenticate with: ``$KF_PIPELINES_SA_TOKEN_PATH`` (which
+    must exist when set), else the projected default path when it exists, else None."""
+    environ = os.environ if environ is None else environ
+    configured = environ.get(TOKEN_PATH_ENV)
+    if configured:
+        if not os.path.isfile(configured):
+            raise ClientError(f"{TOKEN_PATH_ENV}={configured} is not a file: mount the projected service-account "
+                              "token there (audience pipelines.kubeflow.org) or unset it")
+        return configured
+    return DEFAULT_TOKEN_PATH if os.path.isfile(DEFAULT_TOKEN_PATH) else None
+
+
 def connect(host: str, namespace: str | None = None, **kwargs: Any) -> Any:
-    """``kfp.Client`` for ``host`` (and ``namespace`` in multi-user deployments)."""
+    """``kfp.Client`` for ``host`` (and ``namespace`` in multi-user deployments), authenticated with
+    the service-account token of :func:`token_path` when there is one: with an explicit host,
+    ``kfp.Client`` sends no credentials of its own (kfp 2.17.3 client.py ``_load_config``: the
+    ``credentials`` branch sets the bearer hook, and ``if host: return config`` comes before the
+    in-cluster default credentials)."""
     import warnings
 
     import kfp
 
     if not host:
         raise ClientError("--host is empty: give the KFP API URL, e.g. http://localhost:8080 (kubectl port-forward)")
+    path = token_path()
+    if path and not kwargs.get("existing_token") and not kwargs.get("credentials"):
+        from kfp.client import ServiceAccountTokenVolumeCredentials
+
+        kwargs["credentials"] = ServiceAccountTokenVolumeCredentials(path=path)
     with warnings.catch_warnings():  # "only works with KFP >= 2.0.0-beta.2": we pin the SDK to the backend
         warnings.filterwarnings("ignore", category=FutureWarning, module="kfp.client")
         return kfp.Client(host=host, namespace=namespace or "kubeflow", **kwargs)
+
+
+def _name_filter(name: str) -> str:
+    return json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "string_value": name}]})
+
+
+def find_pipeline(client: Any, name: str, namespace: str | None = None) -> str | None:
+    """The id of pipeline ``name`` in ``namespace`` (None: the shared / single-user namespace), or None."""
+    found, token = [], ""
+    while True:
+        page = client.list_pipelines(filter=_name_filter(name), namespace=namespace, page_token=token, page_size=100)
+        found += [p for p in page.pipelines or [] if p.display_name == name]
+        token = page.next_page_token or ""
+        if not token:
+            break
+    if len(found) > 1:
+        raise ClientError(f"{len(found)} pipelines named {name!r} in namespace {namespace or '(shared)'}; "
+                          "delete all but one")
+    return found[0].pipeline_id if found else None
 
 
 def upload(client: Any, pipeline: str, root: Path | str = ".", namespace: str | None = None) -> Uploaded:
     """Upload the compiled ``pipeline`` or reuse it: pipeline by name, version by content hash."""
     name, path = PIPELINE_NAMES[pipeline], package_path(pipeline, root)
     version = version_name(path)
-    pipeline_id = client.get_pipeline_id(name)
+    pipeline_id = find_pipeline(client, name, namespace)
     created_pipeline = pipeline_id is None
     if created_pipeline:
         description = _description(path)
-        made = client.upload_pipeline(str(path), pipeline_name=name, description=description, namespace=namespace)
-        pipeline_id = made.pipeline_id
+        try:
+            made = client.upload_pipeline(str(path), pipeline_name=name, description=description, namespace=namespace)
+        except Exception as exc:  # kfp_server_api.ApiException; 409: created meanwhile
+            pipeline_id = find_pipeline(client, name, namespace) if getattr(exc, "status", None) == 409 else None
+            if pipeline_id is None:
+                raise
+            created_pipeline = False
+        else:
+            pipeline_id = made.pipeline_id
     for existing in _versions(client, pipeline_id):
         if existing.display_name == version:
             return Uploaded(name, pipeline_id, existing.pipeline_version_id, version, created_pipeline, False)
@@ -161,19 +225,55 @@ def plan_schedule(cron: str, n: int = 3, start: datetime | None = None) -> tuple
     return kfp_cron, next_fire_times(kfp_cron, n, start)
 
 
+def recurring_runs_named(client: Any, name: str, experiment: str) -> list[Any]:
+    """Every recurring run called ``name`` in experiment ``experiment`` (the server allows many)."""
+    found, token = [], ""
+    while True:
+        page = client.list_recurring_runs(experiment_id=experiment, filter=_name_filter(name), page_token=token,
+                                          page_size=100)
+        found += [r for r in page.recurring_runs or [] if r.display_name == name]
+        token = page.next_page_token or ""
+        if not token:
+            return found
+
+
+def _same(run: Any, uploaded: Uploaded, kfp_cron: str, params: dict[str, Any], max_concurrency: int) -> bool:
+    """Whether recurring run ``run`` already is the one ``schedule`` would create."""
+    ref = run.pipeline_version_reference
+    cron = getattr(getattr(run.trigger, "cron_schedule", None), "cron", None) if run.trigger else None
+    given = (run.runtime_config.parameters or {}) if run.runtime_config else {}
+    return (bool(ref) and ref.pipeline_version_id == uploaded.version_id and cron == kfp_cron
+            and given == params and str(run.max_concurrency) == str(max_concurrency)
+            and str(run.status).upper().endswith("ENABLED") and not str(run.status).upper().endswith("DISABLED"))
+
+
 def schedule(client: Any, params: dict[str, Any], *, cron: str, name: str, experiment: str,
              max_concurrency: int = 1, root: Path | str = ".", namespace: str | None = None,
              confirm: Callable[[str, list[datetime]], bool] = lambda c, t: True) -> tuple[Uploaded, Any] | None:
-    """A recurring run of ``mini-o3-evaluate``: shows the plan through ``confirm`` (False: nothing is
-    created), uploads or reuses the pipeline version, then creates the recurring run (no catch-up,
-    caching off: every firing evaluates anew)."""
+    """Create or update the recurring run ``name`` of ``mini-o3-evaluate``: shows the plan through
+    ``confirm`` (False: nothing changes), uploads or reuses the pipeline version, keeps an enabled
+    run of that name with the same version, cron, parameters and concurrency, else creates the new
+    one (no catch-up, caching off: every firing evaluates anew) and then deletes the older runs of
+    that name of this pipeline. A run of that name of another pipeline is refused, untouched."""
     kfp_cron, times = plan_schedule(cron)
     if not confirm(kfp_cron, times):
         return None
     uploaded = upload(client, "evaluate", root, namespace)
     exp = experiment_id(client, experiment, namespace)
-    made = client.create_recurring_run(
-        experiment_id=exp, job_name=name, description=f"mini-o3-evaluate on cron '{kfp_cron}' ({json.dumps(params)})"[:1000],
-        cron_expression=kfp_cron, max_concurrency=max_concurrency, no_catchup=True, params=params,
-        pipeline_id=uploaded.pipeline_id, version_id=uploaded.version_id, enable_caching=False)
-    return uploaded, made
+    existing = recurring_runs_named(client, name, exp)
+    foreign = [r for r in existing if (r.pipeline_version_reference is None
+                                       or r.pipeline_version_reference.pipeline_id != uploaded.pipeline_id)]
+    if foreign:
+        raise ClientError(f"recurring run {name!r} in experiment {experiment!r} already exists for another pipeline "
+                          f"({foreign[0].recurring_run_id}); choose another --name")
+    keep = next((r for r in existing if _same(r, uploaded, kfp_cron, params, max_concurrency)), None)
+    if keep is None:
+        keep = client.create_recurring_run(
+            experiment_id=exp, job_name=name,
+            description=f"mini-o3-evaluate on cron '{kfp_cron}' ({json.dumps(params)})"[:1000],
+            cron_expression=kfp_cron, max_concurrency=max_concurrency, no_catchup=True, params=params,
+            pipeline_id=uploaded.pipeline_id, version_id=uploaded.version_id, enable_caching=False)
+    for old in existing:
+        if old.recurring_run_id != keep.recurring_run_id:
+            client.delete_recurring_run(old.recurring_run_id)
+    return uploaded, keep
