@@ -36,22 +36,12 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _check_out(out: Path, flag: str = "--out") -> None:
-    """One line when ``out`` cannot be the output folder: it is a file, a parent is a file, or
-    the nearest existing folder is not writable (tested by creating and removing a probe file)."""
-    import tempfile
+    """One line when ``out`` cannot be the output folder (``mini_o3.outdir.out_problem``)."""
+    from mini_o3.outdir import out_problem
 
-    if out.exists() and not out.is_dir():
-        _fail(f"{flag} {out} exists and is not a directory")
-    existing = next((p for p in (out, *out.parents) if p.exists()), None)
-    if existing is None:
-        return
-    if not existing.is_dir():
-        _fail(f"{flag} {out}: {existing} is not a directory")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as exc:
-        _fail(f"{flag} {out} is not writable: {existing}: {exc.strerror or exc}")
+    problem = out_problem(out, flag)
+    if problem:
+        _fail(problem)
 
 
 def _cli_words(message: str, words: dict[str, str]) -> str:

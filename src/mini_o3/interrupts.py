@@ -32,8 +32,8 @@ class Terminated(SystemExit):
 
 
 def descendants(pid: int | None = None) -> list[int]:
-    """Every descendant process id of ``pid`` (default: this process), children first; ``[]``
-    without ``/proc``."""
+    """Every live descendant process id of ``pid`` (default: this process; zombies left out),
+    children first; ``[]`` without ``/proc``."""
     root = os.getpid() if pid is None else pid
     parents: dict[int, list[int]] = {}
     try:
@@ -48,7 +48,7 @@ def descendants(pid: int | None = None) -> list[int]:
         except OSError:
             continue  # exited meanwhile
         fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) > 1:
+        if len(fields) > 1 and fields[0] != "Z":  # a zombie has exited (its parent has not reaped it yet)
             parents.setdefault(int(fields[1]), []).append(int(entry.name))
     out: list[int] = []
     todo = list(parents.get(root, []))
@@ -71,6 +71,18 @@ def signal_descendants(signum: int, pid: int | None = None) -> list[int]:
         except (ProcessLookupError, PermissionError):
             pass
     return sent
+
+
+def reap_descendants(grace_s: float = 30.0, pid: int | None = None) -> list[int]:
+    """After a stop signal was forwarded: wait up to ``grace_s`` for the descendants of ``pid`` to
+    exit (their own cleanup: MLflow runs marked KILLED, servers stopped), then SIGKILL the ones left
+    (returned)."""
+    import time
+
+    deadline = time.monotonic() + grace_s
+    while descendants(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return signal_descendants(signal.SIGKILL, pid)
 
 
 def _handler(signum: int, frame: object) -> None:

@@ -17,7 +17,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -175,6 +175,32 @@ def finish_pipeline_run(parent_run_id: str | None, *, status: str = "FINISHED", 
     if mlflow_status is None:
         raise ValueError(f"finish_pipeline_run: unknown status {status!r}; expected one of {sorted(_STATUS)}")
     client(tracking_uri).set_terminated(parent_run_id, status=mlflow_status)
+
+
+def kill_open_runs(*, experiment: str, tracking_uri: str | None, run_roots_under: str,
+                   skip_run_roots: Collection[str] = ()) -> list[str]:
+    """Mark KILLED the pipeline runs of ``experiment`` still RUNNING whose ``run_root`` param is a
+    folder directly under ``run_roots_under`` (minus ``skip_run_roots``' names: runs that were there
+    before), and their stage runs still RUNNING: what an interrupted embedded run leaves, since its
+    exit handler (``finish-run``) never runs. Returns the parent run ids closed."""
+    if tracking_uri is None:
+        return []
+    mlflow_client = client(tracking_uri)
+    found = mlflow_client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    running = mlflow_client.search_runs([found.experiment_id], filter_string="attributes.status = 'RUNNING'",
+                                        max_results=1000)
+    under = Path(run_roots_under).resolve()
+    parents = [r.info.run_id for r in running if r.data.tags.get(TAG_KIND) == "pipeline"
+               and (root := r.data.params.get("run_root")) and Path(root).parent.resolve() == under
+               and Path(root).name not in set(skip_run_roots)]
+    for run in running:
+        if run.data.tags.get(TAG_PARENT) in parents:
+            mlflow_client.set_terminated(run.info.run_id, status="KILLED")
+    for run_id in parents:
+        finish_pipeline_run(run_id, status="KILLED", tracking_uri=tracking_uri)
+    return parents
 
 
 class StageTracker:

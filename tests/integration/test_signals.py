@@ -139,3 +139,33 @@ def test_sigterm_stops_eval_promptly_and_the_store_resumes(bench, fault_server, 
     assert again.returncode == 0, again.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["benchmarks"]["synth"]["overall"]["samples"] == 12 and report["errors"]["count"] == 0
+
+
+@pytest.mark.slow
+def test_sigterm_to_mini_o3_run_stops_the_tasks_and_marks_mlflow_killed(tmp_path):
+    """``mini-o3 run`` (the embedded kfp.local run): SIGTERM while the SFT task runs stops every
+    task process, and the pipeline's parent run and the SFT stage run end KILLED, not RUNNING
+    (the pipeline's exit handler, which closes the parent, never runs after a signal)."""
+    from mini_o3 import tracking
+    from mini_o3.interrupts import descendants
+
+    out = tmp_path / "run"
+    env = {k: v for k, v in ENV.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen([CLI, "run", "--out", str(out), "--profile", "smoke"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    try:
+        _wait_line(proc, "─ SFT ─", timeout=400)
+        tree = descendants(proc.pid)
+        assert tree  # the kfp.local task process (and what it started)
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 128 + signal.SIGTERM, rest[-3000:]
+        assert "marked KILLED" in rest and "Traceback" not in rest.split("stopped")[-1], rest[-3000:]
+        assert not any(_alive(p) for p in tree)
+    finally:
+        proc.kill()
+    client = tracking.client(tracking.default_tracking_uri(out))
+    runs = client.search_runs([client.get_experiment_by_name("mini-o3-embedded").experiment_id])
+    statuses = {(r.data.tags.get("mini_o3.run_kind"), r.data.tags.get("mini_o3.stage")): r.info.status for r in runs}
+    assert statuses[("pipeline", None)] == "KILLED" and statuses[("stage", "sft")] == "KILLED", statuses
+    assert "RUNNING" not in statuses.values(), statuses

@@ -18,8 +18,20 @@ NS_HELP = "Kubernetes namespace (multi-user KFP: your profile namespace)."
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    from rich.markup import escape
+
+    from mini_o3.redact import redact_text
+
+    console.print(f"[red]error:[/red] {escape(redact_text(str(message)))}", soft_wrap=True)  # one line
     raise typer.Exit(code=2)
+
+
+def _check_out(out: Path, flag: str) -> None:
+    from mini_o3.outdir import out_problem
+
+    problem = out_problem(out, flag)
+    if problem:
+        _fail(problem)
 
 
 def _tracking(parent_run_id: Optional[str], tracking_uri: Optional[str]):
@@ -43,13 +55,13 @@ def register(app: typer.Typer) -> None:
 
     @stage_app.command("sft")
     def stage_sft(
-        data_uri: str = typer.Option(..., "--data-uri", help="Sealed cold-start data folder (s3://... or a path)."),
-        model: str = typer.Option(..., "--model", help="Base model: sealed model URI or hub id (hf://org/name)."),
-        out_uri: str = typer.Option(..., "--out-uri", help="Output prefix: <out>/model and <out>/run are sealed."),
-        overrides: list[str] = typer.Option([], "--set", help=SET_HELP + " Fields: SFTConfig."),
-        parent_run_id: Optional[str] = typer.Option(None, "--parent-run-id", help="MLflow parent run (pipeline run)."),
-        tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
-        work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Work folder (kept; default: a temporary one)."),
+        data_uri: str = typer.Option(..., "--data-uri", metavar="URI", help="Sealed cold-start data folder (s3://... or a path)."),
+        model: str = typer.Option(..., "--model", metavar="URI|HF_ID", help="Base model: sealed model URI or hub id (hf://org/name)."),
+        out_uri: str = typer.Option(..., "--out-uri", metavar="URI", help="Output prefix: <out>/model and <out>/run are sealed."),
+        overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP + " Fields: SFTConfig."),
+        parent_run_id: Optional[str] = typer.Option(None, "--parent-run-id", metavar="RUN_ID", help="MLflow parent run (pipeline run)."),
+        tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", metavar="URI", help="MLflow tracking URI."),
+        work_dir: Optional[Path] = typer.Option(None, "--work-dir", metavar="DIR", help="Work folder (kept; default: a temporary one)."),
     ) -> None:
         """LLaMA-Factory SFT from URIs to a sealed model URI; prints the result as JSON."""
         from mini_o3.stages import sft_stage
@@ -63,17 +75,17 @@ def register(app: typer.Typer) -> None:
 
     @stage_app.command("rl")
     def stage_rl(
-        engine: str = typer.Option("local", "--engine", help="local (reference engine) or verl (Ray cluster)."),
-        model_uri: str = typer.Option(..., "--model-uri", help="Policy to start from: sealed URI or hub id."),
-        train_uri: list[str] = typer.Option(..., "--train-uri", help="Sealed benchmark collection / folder with train.parquet (repeatable)."),
-        val_uri: list[str] = typer.Option([], "--val-uri", help="Sealed collection / folder with val.parquet (repeatable)."),
-        out_uri: str = typer.Option(..., "--out-uri", help="Output prefix: <out>/model and <out>/run are sealed."),
-        overrides: list[str] = typer.Option([], "--set", help=SET_HELP + " Fields: RLConfig."),
-        nnodes: int = typer.Option(1, "--nnodes", min=1, help="verl: nodes (Ray worker pods)."),
-        gpus_per_node: int = typer.Option(8, "--gpus-per-node", min=0, help="verl: GPUs per node."),
-        parent_run_id: Optional[str] = typer.Option(None, "--parent-run-id", help="MLflow parent run (pipeline run)."),
-        tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
-        work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Work folder (kept; default: a temporary one)."),
+        engine: str = typer.Option("local", "--engine", metavar="local|verl", help="local (reference engine) or verl (Ray cluster)."),
+        model_uri: str = typer.Option(..., "--model-uri", metavar="URI|HF_ID", help="Policy to start from: sealed URI or hub id."),
+        train_uri: list[str] = typer.Option(..., "--train-uri", metavar="URI", help="Sealed benchmark collection / folder with train.parquet (repeatable)."),
+        val_uri: list[str] = typer.Option([], "--val-uri", metavar="URI", help="Sealed collection / folder with val.parquet (repeatable)."),
+        out_uri: str = typer.Option(..., "--out-uri", metavar="URI", help="Output prefix: <out>/model and <out>/run are sealed."),
+        overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP + " Fields: RLConfig."),
+        nnodes: int = typer.Option(1, "--nnodes", metavar="N", min=1, help="verl: nodes (Ray worker pods)."),
+        gpus_per_node: int = typer.Option(8, "--gpus-per-node", metavar="N", min=0, help="verl: GPUs per node."),
+        parent_run_id: Optional[str] = typer.Option(None, "--parent-run-id", metavar="RUN_ID", help="MLflow parent run (pipeline run)."),
+        tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", metavar="URI", help="MLflow tracking URI."),
+        work_dir: Optional[Path] = typer.Option(None, "--work-dir", metavar="DIR", help="Work folder (kept; default: a temporary one)."),
     ) -> None:
         """GRPO from URIs to a sealed policy URI; prints the result as JSON."""
         from mini_o3.stages import rl_stage
@@ -88,16 +100,16 @@ def register(app: typer.Typer) -> None:
 
     @stage_app.command("eval")
     def stage_eval(
-        model_uri: str = typer.Option(..., "--model-uri", help="Sealed model URI or hub id."),
-        bench_uri: list[str] = typer.Option(..., "--bench-uri", help="Sealed benchmark collection / folder (repeatable)."),
-        out_uri: str = typer.Option(..., "--out-uri", help="Sealed output folder (report, plots, samples)."),
-        k: Optional[int] = typer.Option(None, "--k", min=1, help="Samples per question (default: the paper's per benchmark)."),
-        backend: str = typer.Option("vllm", "--backend", help="vllm, local, or openai:URL[#model]."),
+        model_uri: str = typer.Option(..., "--model-uri", metavar="URI|HF_ID", help="Sealed model URI or hub id."),
+        bench_uri: list[str] = typer.Option(..., "--bench-uri", metavar="URI", help="Sealed benchmark collection / folder (repeatable)."),
+        out_uri: str = typer.Option(..., "--out-uri", metavar="URI", help="Sealed output folder (report, plots, samples)."),
+        k: Optional[int] = typer.Option(None, "--k", metavar="N", min=1, help="Samples per question (default: the paper's per benchmark)."),
+        backend: str = typer.Option("vllm", "--backend", metavar="vllm|local|openai:URL[#model]", help="vllm, local, or openai:URL[#model]."),
         judge: bool = typer.Option(False, "--judge/--no-judge", help="LLM judge for free-form answers (env: judge secret)."),
-        overrides: list[str] = typer.Option([], "--set", help=SET_HELP + " Fields: EvalConfig."),
-        parent_run_id: Optional[str] = typer.Option(None, "--parent-run-id", help="MLflow parent run (pipeline run)."),
-        tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
-        work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Work folder (kept; default: a temporary one)."),
+        overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP + " Fields: EvalConfig."),
+        parent_run_id: Optional[str] = typer.Option(None, "--parent-run-id", metavar="RUN_ID", help="MLflow parent run (pipeline run)."),
+        tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", metavar="URI", help="MLflow tracking URI."),
+        work_dir: Optional[Path] = typer.Option(None, "--work-dir", metavar="DIR", help="Work folder (kept; default: a temporary one)."),
     ) -> None:
         """Avg@k from URIs to a sealed report folder; prints the result as JSON."""
         from mini_o3.stages import eval_stage
@@ -111,28 +123,38 @@ def register(app: typer.Typer) -> None:
 
     @app.command("run")
     def run_cmd(
-        out: Path = typer.Option(Path("runs/embedded"), "--out", help="Run folder (artifacts/, mlruns/, kfp/)."),
-        params: list[str] = typer.Option([], "--param", help=PARAM_HELP),
+        out: Path = typer.Option(Path("runs/embedded"), "--out", metavar="DIR", help="Run folder (artifacts/, mlruns/, kfp/)."),
+        params: list[str] = typer.Option([], "--param", metavar="NAME=VALUE", help=PARAM_HELP),
+        profile: str = typer.Option("learn", "--profile", metavar="learn|smoke", envvar="MINI_O3_PROFILE",
+                                    help="learn (make demo: a model that learns to zoom, base -> SFT -> RL with CIs) or "
+                                         "smoke (the wiring in about a minute)."),
     ) -> None:
-        """Run the train pipeline embedded (kfp.local, tiny model, synthetic data, CPU); prints where the report is."""
-        from mini_o3.kfp.client import ClientError, resolve_params
-        from mini_o3.kfp.local_run import EmbeddedConfig, run_embedded
+        """Run the train pipeline embedded (kfp.local, tiny model, synthetic data, CPU); prints where the report is.
 
+        SIGTERM / Ctrl-C stops every task process and marks the MLflow runs KILLED (exit 143 / 130)."""
+        from mini_o3.kfp.client import ClientError, resolve_params
+        from mini_o3.kfp.local_run import PROFILES, EmbeddedConfig, run_embedded
+
+        if profile not in PROFILES:
+            _fail(f"--profile {profile!r} is not an embedded profile; expected one of {', '.join(PROFILES)}")
+        _check_out(out, "--out")
         try:
             values = resolve_params(_package("train"), params)
         except ClientError as exc:
             _fail(str(exc))
         try:
-            run_embedded(EmbeddedConfig(out=out), values, console=console)
+            run_embedded(EmbeddedConfig(out=out, profile=profile), values, console=console)
         except RuntimeError as exc:
             _fail(f"embedded run failed: {exc}")
+        except KeyboardInterrupt:
+            raise typer.Exit(code=130) from None  # click would print "Aborted!" and exit 1
 
     @app.command("rayjob-manifest")
     def rayjob_manifest_cmd(
-        stage: str = typer.Option(..., "--stage", help="rl or sft."),
-        params: list[str] = typer.Option([], "--param", help=PARAM_HELP + " Of mini-o3-train."),
-        run_id: str = typer.Option("run-id", "--run-id", help="KFP run id the URIs and the RayJob name are made of."),
-        namespace: str = typer.Option("default", "--namespace", help="Namespace the run executes in."),
+        stage: str = typer.Option(..., "--stage", metavar="rl|sft", help="rl or sft."),
+        params: list[str] = typer.Option([], "--param", metavar="NAME=VALUE", help=PARAM_HELP + " Of mini-o3-train."),
+        run_id: str = typer.Option("run-id", "--run-id", metavar="RUN_ID", help="KFP run id the URIs and the RayJob name are made of."),
+        namespace: str = typer.Option("default", "--namespace", metavar="NAMESPACE", help="Namespace the run executes in."),
     ) -> None:
         """Print (YAML) the RayJob the train pipeline's rl / sft step would submit with its default
         parameters plus --param ones: review it, diff it or `kubectl apply --dry-run=server -f -`."""
@@ -151,7 +173,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("compile")
     def compile_cmd(
-        out_dir: Path = typer.Option(Path("."), "--out-dir", help="Where pipelines/ and components/ go."),
+        out_dir: Path = typer.Option(Path("."), "--out-dir", metavar="DIR", help="Where pipelines/ and components/ go."),
         check: bool = typer.Option(False, "--check", help="Only check the files are up to date (exit 1 when stale)."),
     ) -> None:
         """Compile pipelines/{train,evaluate}.yaml and components/*.yaml (images from MINI_O3_IMAGE_*)."""
@@ -169,8 +191,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("upload")
     def upload_cmd(
-        host: Optional[str] = typer.Option(None, "--host", envvar="KF_PIPELINES_ENDPOINT", help=HOST_HELP),
-        namespace: Optional[str] = typer.Option(None, "--namespace", help=NS_HELP),
+        host: Optional[str] = typer.Option(None, "--host", metavar="URL", envvar="KF_PIPELINES_ENDPOINT", help=HOST_HELP),
+        namespace: Optional[str] = typer.Option(None, "--namespace", metavar="NAMESPACE", help=NS_HELP),
     ) -> None:
         """Upload both pipelines, or reuse them: a version per content hash of the compiled package."""
         from mini_o3.kfp.client import connect, upload
@@ -184,14 +206,14 @@ def register(app: typer.Typer) -> None:
 
     @app.command("submit")
     def submit_cmd(
-        host: Optional[str] = typer.Option(None, "--host", envvar="KF_PIPELINES_ENDPOINT", help=HOST_HELP),
-        pipeline: str = typer.Option("train", "--pipeline", help="train or evaluate."),
-        params: list[str] = typer.Option([], "--param", help=PARAM_HELP),
-        experiment: str = typer.Option("mini-o3", "--experiment", help="KFP experiment (created if missing)."),
-        run_name: Optional[str] = typer.Option(None, "--run-name", help="Run name (default: pipeline + time)."),
-        namespace: Optional[str] = typer.Option(None, "--namespace", help=NS_HELP),
+        host: Optional[str] = typer.Option(None, "--host", metavar="URL", envvar="KF_PIPELINES_ENDPOINT", help=HOST_HELP),
+        pipeline: str = typer.Option("train", "--pipeline", metavar="train|evaluate", help="train or evaluate."),
+        params: list[str] = typer.Option([], "--param", metavar="NAME=VALUE", help=PARAM_HELP),
+        experiment: str = typer.Option("mini-o3", "--experiment", metavar="NAME", help="KFP experiment (created if missing)."),
+        run_name: Optional[str] = typer.Option(None, "--run-name", metavar="NAME", help="Run name (default: pipeline + time)."),
+        namespace: Optional[str] = typer.Option(None, "--namespace", metavar="NAMESPACE", help=NS_HELP),
         wait: bool = typer.Option(False, "--wait", help="Wait for the run to finish (exit 1 unless it succeeded)."),
-        timeout: int = typer.Option(7 * 24 * 3600, "--timeout", min=1, help="--wait limit in seconds."),
+        timeout: int = typer.Option(7 * 24 * 3600, "--timeout", metavar="SECONDS", min=1, help="--wait limit in seconds."),
     ) -> None:
         """Start a run of a pipeline (uploaded or reused first) in an experiment."""
         from mini_o3.kfp.client import ClientError, connect, resolve_params, submit
@@ -212,13 +234,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command("schedule")
     def schedule_cmd(
-        host: Optional[str] = typer.Option(None, "--host", envvar="KF_PIPELINES_ENDPOINT", help=HOST_HELP),
-        cron: str = typer.Option(..., "--cron", help="5-field cron (min hour dom month dow), 6-field (seconds first) or @daily."),
-        name: str = typer.Option("mini-o3-evaluate-recurring", "--name", help="Recurring run name."),
-        experiment: str = typer.Option("mini-o3-eval", "--experiment", help="KFP experiment (created if missing)."),
-        params: list[str] = typer.Option([], "--param", help=PARAM_HELP + " Of mini-o3-evaluate."),
-        namespace: Optional[str] = typer.Option(None, "--namespace", help=NS_HELP),
-        max_concurrency: int = typer.Option(1, "--max-concurrency", min=1, help="Runs of this schedule at once."),
+        host: Optional[str] = typer.Option(None, "--host", metavar="URL", envvar="KF_PIPELINES_ENDPOINT", help=HOST_HELP),
+        cron: str = typer.Option(..., "--cron", metavar="CRON", help="5-field cron (min hour dom month dow), 6-field (seconds first) or @daily."),
+        name: str = typer.Option("mini-o3-evaluate-recurring", "--name", metavar="NAME", help="Recurring run name."),
+        experiment: str = typer.Option("mini-o3-eval", "--experiment", metavar="NAME", help="KFP experiment (created if missing)."),
+        params: list[str] = typer.Option([], "--param", metavar="NAME=VALUE", help=PARAM_HELP + " Of mini-o3-evaluate."),
+        namespace: Optional[str] = typer.Option(None, "--namespace", metavar="NAMESPACE", help=NS_HELP),
+        max_concurrency: int = typer.Option(1, "--max-concurrency", metavar="N", min=1, help="Runs of this schedule at once."),
         yes: bool = typer.Option(False, "--yes", "-y", help="Create without asking."),
     ) -> None:
         """Schedule the evaluate pipeline: shows KFP's 6-field cron and the next three fire times, then creates it."""

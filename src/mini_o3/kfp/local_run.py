@@ -61,6 +61,9 @@ LEARN_RL = [
 LEARN_EVAL = ["max_turns=4", "max_tokens_per_turn=128", f"min_pixels={LEARN_PIXELS[0]}",
               f"max_pixels={LEARN_PIXELS[1]}", "concurrency=128"]
 
+#: Seconds the task processes of an interrupted run get to unwind before they are killed.
+STOP_GRACE_S = 30.0
+
 Profile = Literal["learn", "smoke"]
 #: Per profile: tiny-model profile, synthetic overrides, SFT / RL / eval overrides, sizes, k.
 PROFILES: dict[str, dict[str, Any]] = {
@@ -185,7 +188,11 @@ def run_embedded(config: EmbeddedConfig = EmbeddedConfig(), params: dict[str, An
     artifacts.mkdir(parents=True, exist_ok=True)
     before = {p.name for p in artifacts.iterdir()}
     console.rule("[bold]embedded run: mini-o3-train under kfp.local (SubprocessRunner, no venv)")
-    run_local(build_train(), values, out, console)
+    try:
+        run_local(build_train(), values, out, console)
+    except (KeyboardInterrupt, SystemExit):
+        stop_interrupted(values, before, console)
+        raise
     new = [p for p in artifacts.iterdir() if p.name not in before and p.is_dir()]
     if len(new) != 1:
         raise RuntimeError(f"expected one new run folder under {artifacts}, found {[p.name for p in new]}")
@@ -206,6 +213,21 @@ def run_embedded(config: EmbeddedConfig = EmbeddedConfig(), params: dict[str, An
 
 
 def run_local(pipeline: Any, values: dict[str, Any], out: Path, console: Console) -> None:
+def stop_interrupted(values: dict[str, Any], before: set[str], console: Console, grace_s: float = STOP_GRACE_S) -> None:
+    """A signal stopped the run (the CLI has forwarded it to every task process): give the tasks
+    ``grace_s`` to unwind (their MLflow stage runs end KILLED), SIGKILL what is left, then mark the
+    pipeline's parent run, and any stage run still open, KILLED (the exit handler never runs)."""
+    from mini_o3.interrupts import reap_descendants
+    from mini_o3.tracking import kill_open_runs, resolve_tracking_uri
+
+    killed = reap_descendants(grace_s)
+    uri = resolve_tracking_uri(values.get("p0_mlflow_tracking_uri") or None, None)  # as init-run resolves it
+    parents = kill_open_runs(experiment=values["p0_experiment"], tracking_uri=uri,
+                             run_roots_under=values["p0_storage_root"], skip_run_roots=before)
+    console.print(f"[yellow]stopped[/yellow]: MLflow run {', '.join(parents) or '(none open)'} marked KILLED"
+                  + (f"; {len(killed)} task process(es) did not stop in {grace_s:g} s and were killed" if killed else ""))
+
+
     """Run a pipeline under kfp.local with ``SubprocessRunner(use_venv=False)``: tasks are
     subprocesses of this Python and inherit its environment (``task_env(out)`` is added to it);
     kfp.local's notes that Kubernetes settings do nothing locally are silenced (expected here)."""
