@@ -83,7 +83,7 @@ def test_planted_secrets_never_reach_mlflow_or_stage_logs(bench, fault_server, t
                                          tracking_uri=uri)
     backend = "openai:" + server.base_url.replace("http://", f"http://user:{PLANTED[0]}@") + "#no_zoom"
     overrides = ["max_turns=2", "openai.max_retries=0", f"openai.extra_body.api_key={PLANTED[2]}",
-                 f"openai.headers.Authorization=Bearer {PLANTED[1]}", "protocol=rule"]
+                 f"openai.headers.Authorization=Bearer {PLANTED[1]}", "protocol=rule", "max_error_rate=0.5"]
     eval_stage("unused", [bench_uri], str(tmp_path / "eval"), k=1, backend=backend, overrides=overrides,
                tracking=Tracking(parent, uri), work=str(tmp_path / "work"), progress=False)
     with pytest.raises(RuntimeError), tracking.stage_run(parent_run_id=parent, stage="boom", tracking_uri=uri):

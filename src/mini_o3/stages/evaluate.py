@@ -3,7 +3,9 @@
 Backends: ``vllm`` (serve the model with vLLM for the run: the GPU path), ``local`` (the batched
 HF policy in this process: CPU runs and tests) or ``openai:URL[#model]`` (an already served
 policy; ``model_uri`` is then only recorded). The output folder is ``run_eval``'s (report.json,
-report.md, plots, viewer.html, the sample store) plus ``stage.json``.
+report.md, plots, viewer.html, the sample store) plus ``stage.json``. Like ``mini-o3 eval`` exiting 1,
+the stage fails (``StageError``) when errored samples exceed ``max_error_rate`` or the run stopped
+early, after sealing that folder, so a failed run's report can be read.
 
 Scoring follows ``EvalConfig.protocol`` (default ``paper``: the LLM judge on every sample). A
 pipeline without judge credentials (``judge=False``, or none in the environment) falls back to
@@ -128,3 +130,6 @@ def eval_stage(
             if (out / name).is_file():
                 tracker.log_artifact(out / name, artifact_path="eval")
     return stage
+        problem = result.failure()  # error rate above max_error_rate, or stopped early: as mini-o3 eval exits 1
+        if problem:
+            raise StageError(f"evaluation of {model_uri!r}: {problem} (the report is sealed at {out_uri})")
