@@ -212,7 +212,6 @@ def run_embedded(config: EmbeddedConfig = EmbeddedConfig(), params: dict[str, An
     return result
 
 
-def run_local(pipeline: Any, values: dict[str, Any], out: Path, console: Console) -> None:
 def stop_interrupted(values: dict[str, Any], before: set[str], console: Console, grace_s: float = STOP_GRACE_S) -> None:
     """A signal stopped the run (the CLI has forwarded it to every task process): give the tasks
     ``grace_s`` to unwind (their MLflow stage runs end KILLED), SIGKILL what is left, then mark the
@@ -228,6 +227,7 @@ def stop_interrupted(values: dict[str, Any], before: set[str], console: Console,
                   + (f"; {len(killed)} task process(es) did not stop in {grace_s:g} s and were killed" if killed else ""))
 
 
+def run_local(pipeline: Any, values: dict[str, Any], out: Path, console: Console) -> None:
     """Run a pipeline under kfp.local with ``SubprocessRunner(use_venv=False)``: tasks are
     subprocesses of this Python and inherit its environment (``task_env(out)`` is added to it);
     kfp.local's notes that Kubernetes settings do nothing locally are silenced (expected here)."""

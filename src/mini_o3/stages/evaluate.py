@@ -129,7 +129,7 @@ def eval_stage(
         for name in REPORT_FILES:
             if (out / name).is_file():
                 tracker.log_artifact(out / name, artifact_path="eval")
-    return stage
         problem = result.failure()  # error rate above max_error_rate, or stopped early: as mini-o3 eval exits 1
         if problem:
             raise StageError(f"evaluation of {model_uri!r}: {problem} (the report is sealed at {out_uri})")
+    return stage
