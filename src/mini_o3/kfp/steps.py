@@ -113,9 +113,17 @@ def preflight(*, launches: Sequence[dict[str, Any]] = (), work_volume_claim: str
 
 def finish_run(*, storage_root: str, kfp_run_id: str, pipeline: str, experiment: str, tracking_uri: str,
                s3_endpoint: str, state: str, error: str = "") -> str:
-    """Close the parent run FINISHED or FAILED (found again by its KFP run id tag); returns the status."""
+    """Exit handler: delete the run's live RayJobs (``launch.cleanup``: a cancelled run's launchers
+    may not have), then close the parent run FINISHED or FAILED (found again by its KFP run id tag);
+    returns the status."""
+    from mini_o3.launch.cleanup import cleanup_run_in_cluster
     from mini_o3.tracking import finish_pipeline_run, start_pipeline_run
 
+    try:
+        cleanup_run_in_cluster(kfp_run_id, succeeded=state.upper() == "SUCCEEDED")
+    except Exception as exc:  # noqa: BLE001 - the MLflow status still gets closed; the log says what is left
+        print(f"[mini-o3] WARNING could not clean up the RayJobs of run {kfp_run_id}: {type(exc).__name__}: {exc}; "
+              f"check: kubectl get rayjobs -l mini-o3/kfp-run-id={kfp_run_id}", flush=True)
     setup_env(s3_endpoint)
     run_root = storage.join(storage_root, kfp_run_id) if storage_root else ""
     uri = _tracking_uri(tracking_uri, run_root)
@@ -247,11 +255,29 @@ def stage_image(runtime: str, registry: str, tag: str) -> str:
     return images.image_ref(runtime, registry=registry or None, tag=tag or None)
 
 
-def _remote_stage(stage: str, argv: list[str], settings: Any, run_root: str, out_uri: str) -> RemoteStage:
-    from mini_o3.launch import job_name
+def _bounded(launch: dict[str, Any], stage: str) -> dict[str, Any]:
+    """``launch`` with the RayJob deadline of ``stage`` (``deadlines.rayjob_deadline``) ahead of the
+    user's overrides: a shorter one of theirs wins, a longer or no deadline is refused later."""
+    from .deadlines import rayjob_deadline
 
-    return RemoteStage(stage, ["mini-o3", "stage", stage, *argv], settings, job_name(f"mo3-{stage}", basename(run_root)),
-                       out_uri)
+    return {**launch, "overrides": [f"active_deadline_seconds={rayjob_deadline(stage)}", *(launch.get("overrides") or [])]}
+
+
+def _remote_stage(stage: str, argv: list[str], settings: Any, run_root: str, out_uri: str) -> RemoteStage:
+    """The remote stage of this run: its RayJob is named after and labelled with the KFP run id (the
+    last part of ``run_root``; the exit handler deletes by that label) and has a bounded deadline."""
+    from mini_o3.launch import job_name
+    from mini_o3.launch.cleanup import run_labels
+
+    from .deadlines import deadline_problem
+
+    run_id = basename(run_root)
+    if settings.mode == "rayjob":
+        problem = deadline_problem(stage, settings.active_deadline_seconds)
+        if problem:
+            raise StageError(problem)
+        settings = settings.model_copy(update={"labels": {**settings.labels, **run_labels(run_id)}})
+    return RemoteStage(stage, ["mini-o3", "stage", stage, *argv], settings, job_name(f"mo3-{stage}", run_id), out_uri)
 
 
 def _tracking_argv(tracking: Tracking) -> list[str]:
@@ -281,8 +307,8 @@ def sft_remote(*, data_uri: str, model: str, run_root: str, overrides: Sequence[
     from mini_o3.launch.presets import sft_cpus_per_worker
 
     out_uri = storage.join(run_root, "sft")
-    settings = launch_settings(**_sized({**launch, "image": launch.get("image") or images.image_ref("sft")},
-                                        sft_cpus_per_worker))
+    settings = launch_settings(**_sized(_bounded({**launch, "image": launch.get("image") or images.image_ref("sft")},
+                                                 "sft"), sft_cpus_per_worker))
     ray = ["launch.mode=ray", "launch.ray_init_kwargs.address=auto",
            f"launch.ray_num_workers={max(1, settings.workers * settings.gpus_per_worker)}"]
     argv = ["--data-uri", data_uri, "--model", model, "--out-uri", out_uri, *_sets([*ray, *overrides]),
@@ -325,6 +351,7 @@ def rl_remote(*, engine: str, model_uri: str, train_uri: str, val_uri: str, run_
     from mini_o3.launch.presets import verl_cpus_per_worker
 
     out_uri = storage.join(run_root, "rl")
+    launch = _bounded(launch, "rl")
     settings = launch_settings(**(_sized(launch, verl_cpus_per_worker) if engine == "verl" else launch))
     argv = ["--engine", engine, "--model-uri", model_uri, "--train-uri", train_uri,
             *(a for v in ([val_uri] if val_uri else []) for a in ("--val-uri", v)), "--out-uri", out_uri,

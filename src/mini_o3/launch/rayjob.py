@@ -203,6 +203,7 @@ def build_rayjob(name: str, entrypoint: list[str], settings: LaunchSettings, *, 
         "app.kubernetes.io/component": label_value(component) or "remote",
         "app.kubernetes.io/managed-by": "mini-o3-launcher",
         "mini-o3/job": name,
+        **settings.labels,
         **(labels or {}),
     }
     # Pods get no app.kubernetes.io/* labels: KubeRay keeps a template's labels over its own, and its

@@ -80,6 +80,10 @@ class LaunchSettings(BaseModel):
                                                          "(None / '': the namespace's default account)")
     gpu_resource: str = Field("nvidia.com/gpu", description="mode rayjob: extended resource of the worker pods' GPUs "
                                                              "(the pipeline's p0_gpu_type, e.g. amd.com/gpu)")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="mode rayjob: extra labels of the RayJob and every Ray pod (the KFP "
+                                          "launchers set mini-o3/kfp-run-id, which the run's exit handler "
+                                          "deletes by)")
     pod_annotations: dict[str, str] = Field(
         default_factory=lambda: {"sidecar.istio.io/inject": "false"},
         description="mode rayjob: annotations of every Ray pod; the default keeps Istio sidecars out (multi-user "
@@ -112,6 +116,18 @@ class LaunchSettings(BaseModel):
         bad = [name for name in value if not ENV_NAME.match(name)]
         if bad:
             raise ValueError(f"invalid env variable name(s) {bad}: use letters, digits and '_', not starting with a digit")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, text in value.items():
+            prefix, _, name = key.rpartition("/")
+            if ((prefix and (len(prefix) > 253 or not DNS_1123_SUBDOMAIN.match(prefix))) or not name or len(name) > 63
+                    or not re.match(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", name)):
+                raise ValueError(f"label key {key!r} is not a Kubernetes label name ([prefix/]name, name <= 63 characters)")
+            if len(text) > 63 or not re.match(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$", text):
+                raise ValueError(f"label {key}={text!r}: a value has <= 63 characters, alphanumeric ends, '-_.' inside")
         return value
 
     @field_validator("namespace")
