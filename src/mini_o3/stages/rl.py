@@ -115,11 +115,21 @@ def rl_stage(
         write_result(stage, run_out)
         seal(model_out, stage.outputs["model"], progress=progress)
         seal(run_out, stage.outputs["run"], progress=progress)
-        tracker.log_params({"rl_config": json.dumps(config.model_dump(mode="json"), sort_keys=True)[:6000]})
+        tracker.log_params({"rl_config": recorded_config(run_dir, config)})
         for record in history:
             step = int(record.get("step", 0))
             tracker.log_metrics(_mlflow_names(numeric({k: v for k, v in record.items() if k != "step"})), step=step)
     return stage
+
+
+def recorded_config(run_dir: Path, config: object) -> str:
+    """The config the engine ran with, as compact JSON (the MLflow param, cut to MLflow's 6000
+    characters as the SFT stage's): its ``rl_config.json`` (reference engine: ``run_dir``, verl:
+    ``run_dir/verl``; model and data actually read, ``RLConfig.with_inputs``), else ``config``."""
+    for path in (run_dir / "rl_config.json", run_dir / "verl" / "rl_config.json"):
+        if path.is_file():
+            return json.dumps(json.loads(path.read_text()), sort_keys=True)[:6000]
+    return json.dumps(config.model_dump(mode="json"), sort_keys=True)[:6000]
 
 
 def verl_metrics(source: Path, dest: Path) -> int:
