@@ -137,12 +137,16 @@ def build_report(questions: list[Question], store: SampleStore, config: EvalConf
     }
 
 
-def write_report(questions: list[Question], store: SampleStore, config: EvalConfig, spec: str, out_dir: Path) -> tuple[dict[str, Any], dict[str, Path]]:
-    """Write report.json, report.md, the plots and viewer.html; returns (report, name → path)."""
+def write_report(questions: list[Question], store: SampleStore, config: EvalConfig, spec: str, out_dir: Path,
+                 model: dict[str, str] | None = None) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Write report.json, report.md, the plots and viewer.html; returns (report, name → path).
+    ``model``: what a registry reference resolved to (``registry.ResolvedModel.to_dict()``)."""
     from .viewer import write_viewer
 
     out_dir.mkdir(parents=True, exist_ok=True)
     report = build_report(questions, store, config, spec)
+    if model:
+        report["model"] = dict(model)
     files = {"report.json": out_dir / "report.json", "report.md": out_dir / "report.md"}
     files["report.json"].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     files["report.md"].write_text(render_markdown(report))
@@ -165,6 +169,13 @@ def table_columns(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(ds, found[ds]) for ds in order]
 
 
+def _model_lines(model: dict[str, str] | None) -> list[str]:
+    if not model:
+        return []
+    return [f"Model `{model['ref']}` resolved to {model['name']} version {model['version']}: `{model['uri']}`, "
+            f"digest `{model['digest']}`.", ""]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     columns = table_columns(report)
     labels = [PAPER_COLUMNS.get(ds, ds) for ds, _ in columns]
@@ -174,6 +185,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Config hash `{report['config_hash']}`, max turns {report['config']['max_turns']}, "
         f"max images {report['config']['max_images']}, samples in `{report['store']}`.",
         "",
+        *_model_lines(report.get("model")),
         *_protocol_lines(report.get("protocol")),
         *_error_lines(report.get("errors")),
         "| Model | " + " | ".join(labels) + " |",

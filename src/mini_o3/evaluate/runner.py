@@ -423,8 +423,10 @@ def run_eval(
     *,
     judge: JudgeFn | None = None,
     gpus: int = 1,
+    model: dict[str, str] | None = None,
 ) -> EvalResult:
     """Evaluate ``policy_spec`` on every folder of ``bench_dirs``; outputs go to ``out_dir``.
+    ``model``: what a ``models:/`` reference of the spec resolved to, recorded in the report.
 
     Resumable: samples already stored under this config hash are not redone. ``judge`` overrides
     the one ``config.judge`` would build (``protocol=paper`` only; ``rule`` never calls a judge).
@@ -468,7 +470,7 @@ def run_eval(
             _run_batched(policy, jobs, store, judge, config, tracker, breaker)  # type: ignore[arg-type]
         else:
             _run_threaded(policy, jobs, store, judge, config, tracker, breaker)  # type: ignore[arg-type]
-    report, files = write_report(questions, store, config, spec, out_dir)
+    report, files = write_report(questions, store, config, spec, out_dir, model=model)
     return EvalResult(out_dir, config_hash, report, files, new_samples=len(jobs), rejudged=len(rejudge),
                       stopped=breaker.reason)
 

@@ -1,0 +1,28 @@
+"""The chart's nightly evaluation follows a registered model: ``registerPipelines.schedule.modelUri``
+takes ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` and hands it to mini-o3-evaluate unchanged
+(resolved by the run, not by the chart); malformed registry references are refused by the schema."""
+
+from __future__ import annotations
+
+import pytest
+from test_helm_chart import CHART, ROOT, by_kind, chart, helm, render, run_helm  # noqa: F401 (fixtures)
+
+
+@pytest.mark.parametrize("model_uri", ["models:/mini-o3@candidate", "models:/mini-o3/7", "models:/team_model@champion"])
+def test_schedule_follows_a_registry_reference(helm, chart, model_uri):  # noqa: F811
+    from mini_o3.kfp.client import resolve_params
+
+    manifests = render(helm, chart, CHART / "ci" / "schedule-values.yaml",
+                       sets=(f"registerPipelines.schedule.modelUri={model_uri}",))
+    (job,) = by_kind(manifests, "Job")
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    raw = [args[i + 1] for i, a in enumerate(args) if a == "--param"]
+    params = resolve_params(ROOT / "pipelines" / "evaluate.yaml", raw)
+    assert params["model_uri"] == model_uri
+
+
+@pytest.mark.parametrize("model_uri", ["models:/mini-o3", "models:/mini-o3@", "models:/mini-o3/v2", "mini-o3@candidate"])
+def test_malformed_registry_references_are_refused(helm, chart, model_uri):  # noqa: F811
+    done = run_helm(helm, "template", "rel", str(chart), "-f", str(CHART / "ci" / "schedule-values.yaml"),
+                    "--set", f"registerPipelines.schedule.modelUri={model_uri}", check=False)
+    assert done.returncode != 0 and "at '/registerPipelines/schedule/modelUri'" in done.stderr, done.stderr
