@@ -73,6 +73,14 @@ def scoring_protocol(config: Any, judge: bool | None, overrides: Sequence[str]) 
     return config.model_copy(update={"protocol": "rule"}), f"paper protocol needs the LLM judge, but {reason}"
 
 
+def eval_config(overrides: Sequence[str], k: int | None, judge: bool | None) -> tuple[Any, str | None]:
+    """(EvalConfig, rule-fallback reason) this stage evaluates with: overrides, ``k``, protocol."""
+    from mini_o3.evaluate.runner import resolve_config
+
+    config = resolve_config(None, [*overrides, *([f"k={k}"] if k else [])])
+    return scoring_protocol(config, judge, overrides)
+
+
 def eval_stage(
     model_uri: str,
     bench_uris: Sequence[str],
@@ -90,15 +98,13 @@ def eval_stage(
     """Avg@k of the model at ``model_uri`` on every benchmark of ``bench_uris`` (``gpus``: the vLLM
     server's GPUs, tensor x data parallel, see ``serve.parallelism``; ``judge``: see
     ``scoring_protocol``)."""
-    from mini_o3.evaluate.runner import EvalError, resolve_config, run_eval
+    from mini_o3.evaluate.runner import EvalError, run_eval
 
     if backend not in BACKENDS and not backend.startswith("openai:"):
         raise StageError(f"eval backend {redact_text(backend)!r} is unknown; expected vllm, local or openai:URL[#model]")
     if not bench_uris:
         raise StageError("eval stage needs at least one benchmark URI")
-    sets = [*overrides, *([f"k={k}"] if k else [])]
-    config = resolve_config(None, sets)  # bad overrides fail before any download
-    config, fallback = scoring_protocol(config, judge, overrides)
+    config, fallback = eval_config(overrides, k, judge)  # bad overrides fail before any download
     params = {"model_uri": model_uri, "bench_uris": list(bench_uris), "k": k, "backend": backend,
               "overrides": list(overrides), "judge": judge, "gpus": gpus, "protocol": config.protocol}
     with work_dir("eval", work) as wd, stage_tracker("evaluate", tracking, params) as tracker:

@@ -44,6 +44,8 @@ def report_stage(
     sft_run_uri: str = "",
     rl_run_uri: str = "",
     title: str = "Mini-o3 pipeline report",
+    history: str | None = None,
+    promote_if_better: bool = False,
     markdown_path: str | Path | None = None,
     html_path: str | Path | None = None,
     tracking: Tracking = Tracking(),
@@ -55,7 +57,12 @@ def report_stage(
     ``compare_evals`` (model name → eval URI, names of ``evaluate.learning.MODEL_LABELS``, e.g.
     ``{"base": …, "sft": …}``) are evaluations of other models on the same questions: the report
     then opens with the learning table (``eval_uri`` is the RL model's) and report.json carries it
-    under ``learning``."""
+    under ``learning``.
+
+    ``history`` (an ``EvalPlan`` as JSON, from the evaluate pipeline's plan task): the evaluation is
+    logged to its target's history (unless it was reused: unchanged since an earlier run) and the
+    report opens with the trend section (``stages.history``); ``promote_if_better`` then moves
+    ``champion`` to the evaluated ``candidate`` when it is better (``stages.promote``)."""
     models = {k: v for k, v in (models or {}).items() if v}
     compare = {k: v for k, v in (compare_evals or {}).items() if v}
     params = {"eval_uri": eval_uri, "sft_run_uri": sft_run_uri, "rl_run_uri": rl_run_uri, **models,
@@ -77,8 +84,14 @@ def report_stage(
             rl_history = _jsonl(rl_run / "metrics.jsonl") if rl_run is not None else []
             plots = write_learning_plots(report["learning"], rl_history, out)
             images += [(plots[name], label) for name, label in LEARNING_PLOTS if name in plots]
-        summary = _summary_lines(models, eval_uri, sft_run, rl_run)
-        markdown = (f"# {title}\n\n" + "\n".join(learning_lines) + "\n".join(summary) + "\n\n"
+        history_lines: list[str] = []
+        if history:
+            block, history_lines, plot = _history(history, report, eval_uri, evaluation, wd, out, promote_if_better)
+            report["model"], report["history"] = block["model"], block
+            if plot is not None:
+                images.append((plot, "Avg@k (95% CI) of this target's last runs"))
+        summary = _summary_lines(models, eval_uri, sft_run, rl_run, report.get("history"))
+        markdown = (f"# {title}\n\n" + "\n".join(history_lines) + "\n".join(learning_lines) + "\n".join(summary) + "\n\n"
                     + _demote((evaluation / "report.md").read_text()))
         images += [(evaluation / name, label) for name, label in PLOTS if (evaluation / name).is_file()]
         if sft_run is not None and (sft_run / "loss_curve.png").is_file():
@@ -99,7 +112,41 @@ def report_stage(
                 shutil.copyfile(out / name, target)
         tracker.log_artifact(out / "report.md")
         tracker.log_artifact(out / "report.html")
+        if (out / "trend.png").is_file():
+            tracker.log_artifact(out / "trend.png")
     return result
+
+
+def _history(history: str, report: dict, eval_uri: str, evaluation: Path, wd: Path, out: Path,
+             promote_if_better: bool) -> tuple[dict, list[str], Path | None]:
+    """(history block, trend section lines, trend plot) of a scheduled evaluation; the evaluation is
+    logged to its target's history first unless it was reused."""
+    from .history import EvalPlan, flags, history_block, history_markdown, log_evaluation, write_trend_plot
+
+    plan = EvalPlan.from_json(history)
+    this_run = None if plan.reuse_eval_uri else log_evaluation(plan, report, eval_uri)
+    block = history_block(plan, evaluation, this_run, wd / "inputs")
+    block["flags"] = flags(block)
+    lines = history_markdown(block)
+    if promote_if_better:
+        block["promotion"] = _promote(plan)
+        lines += [f"**Promotion** ({block['promotion']['from_alias']} → {block['promotion']['to_alias']}): "
+                  f"{'promoted' if block['promotion']['promoted'] else 'not promoted'}: {block['promotion']['reason']}", ""]
+    return block, lines, write_trend_plot(block, out)
+
+
+def _promote(plan) -> dict:
+    """``promote_if_better``: candidate → champion when the evaluated reference is an alias."""
+    from mini_o3.registry import CHAMPION
+
+    from .promote import promote
+
+    model = plan.model
+    if not model.get("alias") or model.get("alias") == CHAMPION:
+        return {"from_alias": model.get("alias") or "-", "to_alias": CHAMPION, "promoted": False,
+                "reason": "promote_if_better needs model_uri models:/NAME@ALIAS of an alias other than champion"}
+    return promote(tracking_uri=plan.tracking_uri or "", model=model["name"], from_alias=model["alias"],
+                   to_alias=CHAMPION).to_dict()
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -108,9 +155,19 @@ def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _summary_lines(models: Mapping[str, str], eval_uri: str, sft_run: Path | None, rl_run: Path | None) -> list[str]:
+def _summary_lines(models: Mapping[str, str], eval_uri: str, sft_run: Path | None, rl_run: Path | None,
+                   history: Mapping | None = None) -> list[str]:
     lines = ["| Item | Value |", "|---|---|"]
     lines += [f"| {name} | `{uri}` |" for name, uri in models.items()]
+    if history:
+        model = history["model"]
+        if model.get("ref") and model.get("ref") != model.get("uri"):
+            lines.append(f"| model reference | `{model['ref']}` → {model['name']} version {model['version']} |")
+        if model.get("digest"):
+            lines.append(f"| model digest | `{model['digest']}` |")
+        lines.append(f"| benchmark digest | `{history['bench_digest']}` ("
+                     + ", ".join(f"{b} `{d}`" for b, d in history["bench_digests"].items()) + ") |")
+        lines.append(f"| eval config hash | `{history['config_hash']}` |")
     lines.append(f"| evaluation | `{eval_uri}` |")
     if sft_run is not None and (sft_run / "stage.json").is_file():
         sft = json.loads((sft_run / "stage.json").read_text())["metrics"]
