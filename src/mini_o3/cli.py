@@ -261,6 +261,9 @@ def evaluate(
         None, "--judge-failure", metavar="score_zero|exclude", help="A judge call failing after its retries: score_zero (default, as upstream) or exclude."),
     overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=EVAL_SET_HELP),
     gpus: int = typer.Option(1, "--gpus", metavar="N", min=1, help="vllm: GPUs for the server (split into tensor-parallel x replicas)."),
+    tracking_uri: Optional[str] = typer.Option(
+        None, "--tracking-uri", metavar="URI", help="MLflow tracking / registry URI for --policy local:models:/NAME@ALIAS "
+                                                    "or vllm:models:/NAME/VERSION (default: MLFLOW_TRACKING_URI)."),
 ) -> None:
     """Avg@k over benchmarks with multi-turn crop-tool rollouts; report, plots and trajectory viewer.
 
@@ -279,7 +282,9 @@ def evaluate(
         console.print(f"scoring protocol [bold]{config.protocol}[/bold]"
                       + (f" (judge {config.judge.model})" if config.protocol == "paper"
                          else ": rule scorers only, numbers not comparable to the paper's"))
-        result = run_eval(policy, list(bench), out, config, progress=True, gpus=gpus)
+        spec, resolved = _registry_policy(policy, tracking_uri)
+        result = run_eval(spec, list(bench), out, config, progress=True, gpus=gpus,
+                          model=resolved.to_dict() if resolved else None)
     except (EvalError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     except (KeyboardInterrupt, SystemExit) as exc:
@@ -289,6 +294,56 @@ def evaluate(
     problem = result.failure()
     if problem:
         _fail(problem, code=1)
+
+
+def _registry_policy(policy: str, tracking_uri: Optional[str]):
+    """(policy spec, ResolvedModel or None): a ``models:/`` model of a local: / vllm: spec resolved
+    through the MLflow Model Registry now, its sealed artifact fetched."""
+    from mini_o3.registry import RegistryError, resolve_policy
+    from mini_o3.storage import StorageError
+    from mini_o3.tracking import resolve_tracking_uri
+
+    try:
+        spec, resolved = resolve_policy(policy, resolve_tracking_uri(tracking_uri, None))
+    except (RegistryError, StorageError) as exc:
+        _fail(f"--policy {policy}: {exc}")
+    if resolved is not None:
+        console.print(f"policy model {resolved.ref} → {resolved.label}: {resolved.uri} (digest {resolved.digest})")
+    return spec, resolved
+
+
+@app.command()
+def promote(
+    model: str = typer.Option("mini-o3", "--model", metavar="NAME", help="Registered model name."),
+    from_alias: str = typer.Option("candidate", "--from", metavar="ALIAS", help="Alias of the version to promote."),
+    to_alias: str = typer.Option("champion", "--to", metavar="ALIAS", help="Alias to move when it is better."),
+    benchmarks: Optional[str] = typer.Option(None, "--benchmarks", metavar="A,B", help="Benchmarks that must improve (default: every one evaluated)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", metavar="URI", help="MLflow tracking / registry URI (default: MLFLOW_TRACKING_URI)."),
+    dry_run: bool = typer.Option(False, "--dry-run", metavar="", help="Decide and print, move nothing, tag nothing."),
+) -> None:
+    """Move --to to the --from version only when it beats the --to version on every benchmark (paired 95% CI
+    excluding 0, same questions, latest evaluations of both in the mini-o3-history/NAME experiment); the
+    reason goes into the version's tags. Exit 0: promoted (or already there), 1: not promoted."""
+    from mini_o3.registry import RegistryError
+    from mini_o3.stages.promote import promote as run_promote
+    from mini_o3.storage import StorageError
+    from mini_o3.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri, None)
+    if uri is None:
+        _fail("--tracking-uri is not given and MLFLOW_TRACKING_URI is not set: the registry is needed to promote")
+    names = [b.strip() for b in benchmarks.split(",") if b.strip()] if benchmarks else None
+    try:
+        result = run_promote(tracking_uri=uri, model=model, from_alias=from_alias, to_alias=to_alias,
+                             benchmarks=names, dry_run=dry_run)
+    except (RegistryError, StorageError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    verb = "promoted" if result.promoted else "not promoted"
+    print(f"{model} v{result.candidate} (@{from_alias}) {verb} to @{to_alias}"
+          + (f" (was v{result.champion})" if result.champion and result.promoted else "") + f": {result.reason}"
+          + (" [dry run: nothing changed]" if dry_run else ""))
+    if not result.promoted and result.champion != result.candidate:
+        raise typer.Exit(code=1)
 
 
 def _with_flags(config, flags: dict[str, tuple[str, object]]):
