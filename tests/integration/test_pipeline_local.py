@@ -26,7 +26,7 @@ from mini_o3.kfp.pipelines import build_evaluate
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["prepare_coldstart", "prepare_rl_data", "prepare_eval_data", "sft", "rl", "evaluate", "report"]
+STAGES = ["prepare_coldstart", "prepare_rl_data", "prepare_eval_data", "sft", "rl", "evaluate", "register", "report"]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def runs(tmp_path_factory):
         half = out / "half-model"
         half.mkdir()
         (half / "config.json").write_text("{}")
-        with pytest.raises(RuntimeError, match="use-artifact"):
+        with pytest.raises(RuntimeError, match="resolve-model"):
             run_local(build_evaluate(), {**evaluate, "model_uri": str(half)}, out, Console(stderr=True))
     finally:
         os.environ.clear()
@@ -128,7 +128,7 @@ def test_skip_uris_skip_their_stages(runs):
     tasks = _tasks(runs["out"], second.run_root)
     assert not {"sft", "sft-2", "prepare-coldstart", "prepare-bench", "prepare-bench-2"} & tasks, tasks
     assert {"use-artifact", "rl", "evaluate", "report-2"} <= tasks  # report-2: the learning-table report
-    assert list(second.stages) == ["rl", "evaluate", "report"]
+    assert list(second.stages) == ["rl", "evaluate", "register", "report"]
     rl_run = json.loads((second.run_root / "rl" / "run" / "stage.json").read_text())
     assert rl_run["outputs"]["model"] == str(second.run_root / "rl" / "model")
     report = second.report_md.read_text()

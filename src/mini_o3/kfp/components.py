@@ -161,9 +161,11 @@ def evaluate(model_uri: str, bench_uri: str, run_root: str, out_name: str, k: in
 
 def report(eval_uri: str, run_root: str, base_model: str, sft_model_uri: str, rl_model_uri: str, base_eval_uri: str,
            sft_eval_uri: str, title: str, parent_run_id: str, mlflow_tracking_uri: str, s3_endpoint: str,
-           markdown: Output[Markdown], html: Output[HTML], metrics: Output[Metrics]) -> str:
+           markdown: Output[Markdown], html: Output[HTML], metrics: Output[Metrics], history: str = "",
+           promote_if_better: bool = False) -> str:
     """The run's report as Markdown and HTML (plots inlined) artifacts, plus Avg@k metrics; with the
-    base / SFT evaluations, the learning table first."""
+    base / SFT evaluations, the learning table first; with a plan (``history``), the target's trend
+    first, and ``promote_if_better`` moves ``champion`` to a better candidate."""
     from mini_o3.kfp import steps
 
     steps.setup_env(s3_endpoint)
@@ -173,16 +175,62 @@ def report(eval_uri: str, run_root: str, base_model: str, sft_model_uri: str, rl
                           compare_evals={"base": base_eval_uri, "sft": sft_eval_uri},
                           sft_run_uri=steps.run_uri_of(sft_model_uri), rl_run_uri=steps.run_uri_of(rl_model_uri),
                           title=title, markdown_path=markdown.path, html_path=html.path,
-                          parent_run_id=parent_run_id, tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint)
+                          parent_run_id=parent_run_id, tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint,
+                          history=history, promote_if_better=promote_if_better)
     for key, value in sorted(result.metrics.items()):
         metrics.log_metric(key, value)
     return result.out_uri
 
 
+def resolve_model(model_ref: str, backend: str, run_root: str, mlflow_tracking_uri: str,
+                  s3_endpoint: str) -> NamedTuple("ResolveOutputs", [("model_uri", str), ("model_info", str)]):
+    """The model to evaluate, resolved now: models:/NAME@ALIAS or models:/NAME/VERSION through the
+    MLflow Model Registry, else the given sealed URI / hub id (checked); plus what it resolved to."""
+    from collections import namedtuple
+
+    from mini_o3.kfp import steps
+
+    uri, info = steps.resolve_model(model_ref=model_ref, backend=backend, run_root=run_root,
+                                    tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint)
+    return namedtuple("ResolveOutputs", ["model_uri", "model_info"])(uri, info)
+
+
+def plan_eval(model_info: str, bench_uri: str, backend: str, k: int, overrides: list, judge_secret_name: str,
+              judge_enabled: bool, force: bool, trend_runs: int, run_root: str, mlflow_tracking_uri: str,
+              s3_endpoint: str) -> NamedTuple("PlanOutputs", [("reuse_eval_uri", str), ("history", str)]):
+    """Skip what did not change: the same model digest, benchmark digests and eval-config hash as a
+    finished earlier run of the target → that run's evaluation URI (no evaluation task runs)."""
+    from collections import namedtuple
+
+    from mini_o3.kfp import steps
+
+    reuse, plan = steps.plan_eval(model_info=model_info, bench_uri=bench_uri, backend=backend, k=k, overrides=overrides,
+                                  judge_enabled=judge_enabled, judge_secret_name=judge_secret_name, force=force,
+                                  trend_runs=trend_runs, run_root=run_root, tracking_uri=mlflow_tracking_uri,
+                                  s3_endpoint=s3_endpoint)
+    return namedtuple("PlanOutputs", ["reuse_eval_uri", "history"])(reuse, plan)
+
+
+def register_model(model_uri: str, sft_model_uri: str, eval_uri: str, name: str, alias: str, register_sft: bool,
+                   coldstart_uri: str, rl_data_uri: str, eval_data_uri: str, run_root: str, parent_run_id: str,
+                   mlflow_tracking_uri: str, s3_endpoint: str) -> str:
+    """The final RL model (and the SFT model) as a new version of a registered MLflow model, with
+    the run, data and config hashes as tags and the alias moved to it; returns the version's URI."""
+    from mini_o3.kfp import steps
+
+    result = steps.register(model_uri=model_uri, sft_model_uri=sft_model_uri, eval_uri=eval_uri, name=name,
+                            alias=alias, register_sft=register_sft,
+                            data_uris={"coldstart": coldstart_uri, "rl": rl_data_uri, "eval": eval_data_uri},
+                            run_root=run_root, parent_run_id=parent_run_id, tracking_uri=mlflow_tracking_uri,
+                            s3_endpoint=s3_endpoint)
+    return result.info["versions"].get("rl", {}).get("ref", "")
+
+
 #: component function → runtime image (``mini_o3.images``; contracts: which image runs what).
 RUNTIMES = {
     init_run: "base", finish_run: "base", use_artifact: "base", prepare_coldstart: "base", prepare_bench: "base",
-    sft: "sft", rl: "rl", evaluate: "eval", report: "base",
+    sft: "sft", rl: "rl", evaluate: "eval", report: "base", resolve_model: "base", plan_eval: "base",
+    register_model: "base",
 }
 
 
@@ -199,6 +247,9 @@ class Components:
     rl: dsl.base_component.BaseComponent
     evaluate: dsl.base_component.BaseComponent
     report: dsl.base_component.BaseComponent
+    resolve_model: dsl.base_component.BaseComponent
+    plan_eval: dsl.base_component.BaseComponent
+    register_model: dsl.base_component.BaseComponent
     #: the image scheme they were built with (``{registry}/mini-o3-{runtime}:{tag}``): the Ray
     #: launchers get it as constant inputs, so RayJob pods use the images the pipeline was compiled for.
     image_registry: str = ""

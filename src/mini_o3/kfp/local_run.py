@@ -93,6 +93,7 @@ class EmbeddedConfig(BaseModel):
     sft: list[str] | None = Field(None, description="SFTConfig overrides")
     rl: list[str] | None = Field(None, description="RLConfig overrides")
     eval: list[str] | None = Field(None, description="EvalConfig overrides")
+    verbose: bool = Field(False, description="also print kfp.local's executor input dumps (hidden by default)")
 
     def setting(self, name: str) -> Any:
         """The field's value, or the profile's when unset."""
@@ -189,7 +190,7 @@ def run_embedded(config: EmbeddedConfig = EmbeddedConfig(), params: dict[str, An
     before = {p.name for p in artifacts.iterdir()}
     console.rule("[bold]embedded run: mini-o3-train under kfp.local (SubprocessRunner, no venv)")
     try:
-        run_local(build_train(), values, out, console)
+        run_local(build_train(), values, out, console, verbose=config.verbose)
     except (KeyboardInterrupt, SystemExit):
         stop_interrupted(values, before, console)
         raise
@@ -200,7 +201,7 @@ def run_embedded(config: EmbeddedConfig = EmbeddedConfig(), params: dict[str, An
     stages = {}
     for stage, rel in (("prepare_coldstart", "data/coldstart"), ("prepare_rl_data", "data/rl_data"),
                        ("prepare_eval_data", "data/eval_data"), ("sft", "sft"), ("rl", "rl"), ("evaluate", "eval"),
-                       ("report", "report")):
+                       ("register", "registered"), ("report", "report")):
         if (run_root / rel).exists():
             stages[stage] = read_result(stage, str(run_root / rel))
     result = EmbeddedResult(out, run_root, run_root / "report" / "report.md", run_root / "report" / "report.html",
@@ -208,6 +209,7 @@ def run_embedded(config: EmbeddedConfig = EmbeddedConfig(), params: dict[str, An
     console.print(_summary(result))
     console.print(f"[green]report[/green] {result.report_md}\n[green]report (HTML)[/green] {result.report_html}\n"
                   f"[green]MLflow[/green] {result.mlflow_uri}  (view: mlflow ui --backend-store-uri {result.mlflow_uri})\n"
+                  + _registered_lines(result) +
                   f"[green]artifacts[/green] {run_root}  ({result.seconds:.0f} s)")
     return result
 
@@ -227,11 +229,14 @@ def stop_interrupted(values: dict[str, Any], before: set[str], console: Console,
                   + (f"; {len(killed)} task process(es) did not stop in {grace_s:g} s and were killed" if killed else ""))
 
 
-def run_local(pipeline: Any, values: dict[str, Any], out: Path, console: Console) -> None:
+def run_local(pipeline: Any, values: dict[str, Any], out: Path, console: Console, verbose: bool = False) -> None:
     """Run a pipeline under kfp.local with ``SubprocessRunner(use_venv=False)``: tasks are
     subprocesses of this Python and inherit its environment (``task_env(out)`` is added to it);
-    kfp.local's notes that Kubernetes settings do nothing locally are silenced (expected here)."""
+    kfp.local's notes that Kubernetes settings do nothing locally are silenced (expected here), and
+    so, unless ``verbose``, are the executors' input dumps (``local_log``)."""
     from kfp import local
+
+    from .local_log import quiet_executor_logs
 
     os.environ.update(task_env(out))
     console.print("kfp.local runs every task as a subprocess of this Python and ignores the Kubernetes settings "
@@ -240,7 +245,20 @@ def run_local(pipeline: Any, values: dict[str, Any], out: Path, console: Console
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
         warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
-        pipeline(**values)
+        with quiet_executor_logs(enabled=not verbose):
+            pipeline(**values)
+
+
+def _registered_lines(result: EmbeddedResult) -> str:
+    """The registered model version(s) of the run and the MLflow UI command that shows them."""
+    registered = result.stages.get("register")
+    versions = registered.info.get("versions", {}) if registered is not None else {}
+    lines = [f"[green]registered[/green] {v['name']} version {v['version']} (@{v['alias']}, {v['ref']}; "
+             f"evaluate it: --param model_uri=models:/{v['name']}@{v['alias']})\n" for v in versions.values()]
+    if lines:
+        lines.append(f"  see it: mlflow ui --backend-store-uri {result.mlflow_uri} --registry-store-uri "
+                     f"{result.mlflow_uri}  → Models → {next(iter(versions.values()))['name']}\n")
+    return "".join(lines)
 
 
 def _summary(result: EmbeddedResult) -> Table:

@@ -132,6 +132,9 @@ def build_train(c: Components | None = None) -> Any:
         p4_eval_gpus: str = "1",
         p4_eval_overrides: list = [],  # noqa: B006
         p4_eval_compare: bool = False,
+        p5_register_model: str = "mini-o3",
+        p5_register_alias: str = "candidate",
+        p5_register_sft: bool = False,
     ):
         """Mini-o3 training: cold-start data → LLaMA-Factory SFT → GRPO RL → Avg@k evaluation → report.
 
@@ -182,6 +185,9 @@ def build_train(c: Components | None = None) -> Any:
             p4_eval_gpus: GPUs of the vLLM evaluation pod; a whole number as a string.
             p4_eval_overrides: EvalConfig overrides key=value (max_turns=32, limit=50, ...).
             p4_eval_compare: Also evaluate the base and SFT models on the same questions; the report then opens with the learning table (base → SFT → RL, Avg@k with 95% CIs, paired RL − SFT delta).
+            p5_register_model: MLflow Model Registry name the final RL model is registered under as a new version (source: its sealed URI; tags: run, data digests, config hashes), after its evaluation; empty: not registered. Schedule mini-o3-evaluate on models:/<name>@<alias>.
+            p5_register_alias: Alias moved to the new version (MLflow alias: letters, digits, _ and -).
+            p5_register_sft: Also register the SFT model, as <name>-sft with the same alias.
         """
         s3 = p0_s3_secret_name
         init = _common(c.init_run(
@@ -288,6 +294,10 @@ def build_train(c: Components | None = None) -> Any:
                              judge=p0_judge_secret_name, judge_enabled=p0_judge_enabled, hf=p0_hf_token_secret_name,
                              run=run)
             evaluation = _evaluate(c, model_uri=rl_model, name="eval", **eval_args)
+            _common(c.register_model(model_uri=rl_model, sft_model_uri=sft_model, eval_uri=evaluation,
+                                     name=p5_register_model, alias=p5_register_alias, register_sft=p5_register_sft,
+                                     coldstart_uri=coldstart, rl_data_uri=rl_data, eval_data_uri=eval_data,
+                                     run_root=root, **run), s3, "light", "5 register model (MLflow)")
             report_args = dict(eval_uri=evaluation, run_root=root, base_model=p2_sft_base_model, sft_model_uri=sft_model,
                                rl_model_uri=rl_model, title="Mini-o3 training run", **run)
             with dsl.If(p4_eval_compare == False, name="report-rl-model"):  # noqa: E712 (a DSL condition)
@@ -303,12 +313,23 @@ def build_train(c: Components | None = None) -> Any:
 
 def _evaluate(c: Components, *, model_uri: Any, bench_uri: Any, root: Any, k: Any, backend: Any, overrides: Any,
               gpus: Any, gpu_type: Any, node_selector: Any, tolerations: Any, s3: Any, judge: Any,
-              judge_enabled: Any, hf: Any, run: dict, name: str = "eval") -> Any:
+              judge_enabled: Any, hf: Any, run: dict, name: str = "eval", reuse: Any = None) -> Any:
     """Evaluation on a CPU pod (backend local) or a GPU pod (vllm) into ``<run_root>/<name>``;
-    returns the eval URI channel."""
+    returns the eval URI channel. ``reuse`` (the plan task's ``reuse_eval_uri``): when it is set no
+    evaluation task runs (no GPU pod); a light task checks that evaluation is still sealed instead."""
     args = dict(model_uri=model_uri, bench_uri=bench_uri, run_root=root, out_name=name, k=k, backend=backend,
                 overrides=overrides,
                 judge_secret_name=judge, judge_enabled=judge_enabled, accelerator=gpu_type, gpus=gpus, **run)
+    if reuse is not None:
+        with dsl.If(reuse != "", name="unchanged-reuse-evaluation"):
+            old = _common(c.use_artifact(uri=reuse, kind="earlier evaluation", s3_endpoint=run["s3_endpoint"]),
+                          s3, "light", "4 unchanged: earlier evaluation")
+        with dsl.Elif(backend == "local", name="evaluate-on-cpu"):
+            cpu = _hf(_judge(_common(c.evaluate(**args), s3, "eval", f"4 {name} (local HF policy)"), judge), hf)
+        with dsl.Else(name="evaluate-on-gpu"):
+            gpu = _hf(_judge(_gpu(_common(c.evaluate(**args), s3, "eval", f"4 {name} (vLLM)"), gpu_type, gpus,
+                                  node_selector, tolerations), judge), hf)
+        return dsl.OneOf(old.output, cpu.outputs["Output"], gpu.outputs["Output"])
     with dsl.If(backend == "local", name="evaluate-on-cpu"):
         cpu = _hf(_judge(_common(c.evaluate(**args), s3, "eval", f"4 {name} (local HF policy)"), judge), hf)
     with dsl.Else(name="evaluate-on-gpu"):
@@ -343,11 +364,19 @@ def build_evaluate(c: Components | None = None) -> Any:
         gpu_node_selector: dict = {},  # noqa: B006
         gpu_tolerations: list = [],  # noqa: B006
         hf_token_secret_name: str = "mini-o3-hf-token",
+        force: bool = False,
+        promote_if_better: bool = False,
+        trend_runs: int = 10,
     ):
         """Mini-o3 evaluation: Avg@k of one model on prepared benchmarks, with a report. Schedule it as a recurring run.
 
+        Follow a model with model_uri models:/NAME@ALIAS: each run resolves it, evaluates only when the
+        model, benchmarks or eval config changed since the target's last finished run, logs Avg@k per
+        benchmark to the MLflow experiment mini-o3-history/<target> and reports the trend and paired
+        comparisons with the previous run and the champion version.
+
         Args:
-            model_uri: The model: a sealed artifact URI (e.g. s3://mini-o3/runs/<run>/rl/model) or a hub id (hf://Mini-o3/Mini-o3-7B-v1).
+            model_uri: The model: models:/NAME@ALIAS or models:/NAME/VERSION (MLflow Model Registry, resolved when the run starts), a sealed artifact URI (e.g. s3://mini-o3/runs/<run>/rl/model) or a hub id (hf://Mini-o3/Mini-o3-7B-v1); may be empty with backend openai:URL.
             benchmarks: Comma-separated name[=source] (visualprobe_hard, vstar, hrbench_4k, mme_realworld, synthetic, ...).
             k: Samples per question; 0: the paper's k per benchmark (32 VisualProbe / V*, 8 HR-Bench, 1 MME-RealWorld).
             storage_root: Object-storage prefix of run artifacts (s3://bucket/prefix); each run writes under <root>/<KFP run id>/.
@@ -367,12 +396,16 @@ def build_evaluate(c: Components | None = None) -> Any:
             gpu_node_selector: nodeSelector of the GPU pod (JSON object).
             gpu_tolerations: Tolerations of the GPU pod (JSON list).
             hf_token_secret_name: Secret with HF_TOKEN for gated hub downloads; optional.
+            force: Evaluate even when the model digest, benchmark digests and eval-config hash equal those of a finished earlier run (else that run's result is reused and no evaluation pod starts).
+            promote_if_better: After the evaluation, move the champion alias to the evaluated models:/NAME@ALIAS version when it beats the champion on every benchmark with a paired 95% CI excluding 0 (the reason goes into the version's tags).
+            trend_runs: Runs of the same target shown in the report's trend table and plot.
         """
         init = _common(c.init_run(
             storage_root=storage_root, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, pipeline=EVALUATE_NAME,
             experiment=experiment, mlflow_tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint,
             params=({"model_uri": model_uri, "benchmarks": benchmarks, "k": f"{k}",
-                                      "backend": backend, "bench_uri": bench_uri}), gpu_counts={"gpus": gpus},
+                                      "backend": backend, "bench_uri": bench_uri, "force": f"{force}"}),
+            gpu_counts={"gpus": gpus},
             secret_names={"s3_secret_name": s3_secret_name, "judge_secret_name": judge_secret_name,
                           "hf_token_secret_name": hf_token_secret_name}),
             s3_secret_name, "light", "init run (MLflow parent)")
@@ -384,8 +417,10 @@ def build_evaluate(c: Components | None = None) -> Any:
                                       mlflow_tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint),
                          s3_secret_name, "light", "finish run (MLflow status)")
         with dsl.ExitHandler(finish, name="mini-o3-evaluate-stages"):
-            model = _hf(_common(c.use_artifact(uri=model_uri, kind="model", s3_endpoint=s3_endpoint),
-                                s3_secret_name, "light", "check model"), hf_token_secret_name)
+            resolved = _hf(_common(c.resolve_model(model_ref=model_uri, backend=backend, run_root=root,
+                                                   mlflow_tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint),
+                                   s3_secret_name, "light", "resolve model"), hf_token_secret_name)
+            model = resolved.outputs["model_uri"]
             with dsl.If(bench_uri == "", name="prepare-benchmarks"):
                 new = _hf(_common(c.prepare_bench(benchmarks=benchmarks, name="eval_data", run_root=root,
                                                   overrides=bench_overrides, synthetic=synthetic, **run),
@@ -394,13 +429,19 @@ def build_evaluate(c: Components | None = None) -> Any:
                 old = _common(c.use_artifact(uri=bench_uri, kind="benchmark data", s3_endpoint=s3_endpoint),
                               s3_secret_name, "light", "1 data: given benchmarks")
             bench = dsl.OneOf(new.output, old.output)
-            evaluation = _evaluate(c, model_uri=model.output, bench_uri=bench, root=root, k=k, backend=backend,
+            plan = _judge(_common(c.plan_eval(
+                model_info=resolved.outputs["model_info"], bench_uri=bench, backend=backend, k=k,
+                overrides=eval_overrides, judge_secret_name=judge_secret_name, judge_enabled=judge_enabled,
+                force=force, trend_runs=trend_runs, run_root=root, mlflow_tracking_uri=mlflow_tracking_uri,
+                s3_endpoint=s3_endpoint), s3_secret_name, "light", "plan (unchanged since?)"), judge_secret_name)
+            evaluation = _evaluate(c, model_uri=model, bench_uri=bench, root=root, k=k, backend=backend,
                                    overrides=eval_overrides, gpus=gpus, gpu_type=gpu_type,
                                    node_selector=gpu_node_selector, tolerations=gpu_tolerations, s3=s3_secret_name,
-                                   judge=judge_secret_name, judge_enabled=judge_enabled, hf=hf_token_secret_name, run=run)
+                                   judge=judge_secret_name, judge_enabled=judge_enabled, hf=hf_token_secret_name, run=run,
+                                   reuse=plan.outputs["reuse_eval_uri"])
             _common(c.report(eval_uri=evaluation, run_root=root, base_model="", sft_model_uri="", base_eval_uri="",
-                             sft_eval_uri="",
-                             rl_model_uri=model.output, title="Mini-o3 evaluation", **run),
+                             sft_eval_uri="", rl_model_uri=model, title="Mini-o3 evaluation",
+                             history=plan.outputs["history"], promote_if_better=promote_if_better, **run),
                     s3_secret_name, "light", "2 report")
 
     return mini_o3_evaluate

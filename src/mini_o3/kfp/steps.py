@@ -410,14 +410,78 @@ def log_hardware(stage: str, mode: str, accelerator: str, count: int, workers: i
 
 def report(*, eval_uri: str, run_root: str, models: dict[str, str], sft_run_uri: str, rl_run_uri: str, title: str,
            markdown_path: str, html_path: str, parent_run_id: str, tracking_uri: str, s3_endpoint: str,
-           compare_evals: dict[str, str] | None = None) -> StageResult:
+           compare_evals: dict[str, str] | None = None, history: str = "",
+           promote_if_better: bool = False) -> StageResult:
     from mini_o3.stages import report_stage
 
     setup_env(s3_endpoint)
     return report_stage(eval_uri, storage.join(run_root, "report"), models=models, compare_evals=compare_evals,
                         sft_run_uri=sft_run_uri,
                         rl_run_uri=rl_run_uri, title=title, markdown_path=markdown_path, html_path=html_path,
-                        tracking=_tracking(parent_run_id, tracking_uri, run_root))
+                        tracking=_tracking(parent_run_id, tracking_uri, run_root), history=history or None,
+                        promote_if_better=promote_if_better)
+
+
+# -- scheduled evaluation: registry, plan ----------------------------------------------------
+
+
+def resolve_model(*, model_ref: str, backend: str, run_root: str, tracking_uri: str, s3_endpoint: str) -> tuple[str, str]:
+    """(model URI to evaluate, ``ResolvedModel`` as JSON) of the evaluate pipeline's ``model_uri``:
+    ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` are looked up in the registry now; the model
+    must be a sealed artifact or a hub id (``use_artifact``). An ``openai:`` backend may leave it empty."""
+    from mini_o3.registry import RegistryError, ResolvedModel, is_registry_ref, resolve
+
+    setup_env(s3_endpoint)
+    if backend.startswith("openai:") and not model_ref.strip():
+        return "", json.dumps(ResolvedModel("", "", "").to_dict())
+    try:
+        if is_registry_ref(model_ref):
+            resolved = resolve(model_ref, _tracking_uri(tracking_uri, run_root))
+            use_artifact(uri=resolved.uri, kind=f"model ({model_ref} → version {resolved.version})")
+        else:
+            use_artifact(uri=model_ref, kind="model")
+            resolved = resolve(model_ref, None)
+    except RegistryError as exc:
+        raise StageError(f"model_uri: {exc}") from exc
+    print(f"[mini-o3] model {model_ref} → {resolved.label}: {resolved.uri} (digest {resolved.digest or '-'})", flush=True)
+    return resolved.uri, json.dumps(resolved.to_dict())
+
+
+def plan_eval(*, model_info: str, bench_uri: str, backend: str, k: int, overrides: Sequence[str], judge_enabled: bool,
+              judge_secret_name: str, force: bool, trend_runs: int, run_root: str, tracking_uri: str,
+              s3_endpoint: str) -> tuple[str, str]:
+    """(URI of the earlier evaluation to reuse or "", the ``EvalPlan`` as JSON): the evaluation
+    settings are those the evaluate task would use (same judge rule, ``stages.evaluate.eval_config``)."""
+    from mini_o3.registry import ResolvedModel
+    from mini_o3.stages.evaluate import eval_config
+    from mini_o3.stages.history import plan_eval as make_plan
+
+    setup_env(s3_endpoint)
+    judge = judge_enabled and judge_available(judge_secret_name, "plan")
+    if not judge:
+        overrides = [*rule_protocol_overrides(), *overrides]
+    config, _ = eval_config(list(overrides), k or None, judge)
+    plan = make_plan(model=ResolvedModel(**json.loads(model_info)), backend=backend, bench_uri=bench_uri, config=config,
+                     tracking_uri=_tracking_uri(tracking_uri, run_root), force=force, kfp_run_id=basename(run_root),
+                     trend_runs=trend_runs)
+    print(f"[mini-o3] plan: {plan.reason}" + (f"; reusing {plan.reuse_eval_uri}" if plan.reuse_eval_uri else
+                                             "; evaluating"), flush=True)
+    return plan.reuse_eval_uri, plan.to_json()
+
+
+def register(*, model_uri: str, sft_model_uri: str, eval_uri: str, name: str, alias: str, register_sft: bool,
+             data_uris: dict[str, str], run_root: str, parent_run_id: str, tracking_uri: str,
+             s3_endpoint: str) -> StageResult:
+    """The train pipeline's final RL model (and the SFT model when ``register_sft``) as a new version
+    of ``name`` with ``alias`` (``stages.register``); an empty ``name`` registers nothing."""
+    from mini_o3.stages.register import register_stage
+
+    setup_env(s3_endpoint)
+    tracking = _tracking(parent_run_id, tracking_uri, run_root)
+    return register_stage(model_uri if name else "", storage.join(run_root, "registered"), name=name, alias=alias,
+                          sft_model_uri=sft_model_uri if name and register_sft else "", data_uris=data_uris,
+                          eval_uri=eval_uri, kfp_run_id=basename(run_root), tracking=tracking,
+                          registry_uri=_tracking_uri(tracking_uri, run_root))
 
 
 def run_uri_of(model_uri: str) -> str:
