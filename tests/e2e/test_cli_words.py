@@ -24,6 +24,7 @@ def _error_lines(output: str) -> list[str]:
     ["synth", "--n-train", "1", "--n-test", "1"],
     ["prepare", "bench", "--name", "synthetic", "--source", "B"],
     ["rl", "--model", "M", "--train", "B"],
+    ["run", "--profile", "smoke"],
 ])
 def test_out_that_is_a_file_is_one_line(tmp_path, command):
     (tmp_path / "FILE").write_text("x")
@@ -34,6 +35,22 @@ def test_out_that_is_a_file_is_one_line(tmp_path, command):
         assert result.exit_code == 2, result.output
         lines = _error_lines(result.output)
         assert len(lines) == 1 and lines[0].startswith("error: --out") and message in lines[0], result.output
+
+
+@pytest.mark.parametrize("command", [
+    ["stage", "eval", "--model-uri", "m", "--bench-uri", "b", "--backend", "local", "--set", "protocol=rule"],
+    ["stage", "sft", "--data-uri", "d", "--model", "m"],
+    ["stage", "rl", "--model-uri", "m", "--train-uri", "t"],
+])
+def test_stage_out_uri_that_is_a_file_or_malformed_is_one_line(tmp_path, command):
+    (tmp_path / "FILE").write_text("x")
+    for out, message in ((str(tmp_path / "FILE"), "exists and is not a directory"),
+                         (f"file://{tmp_path}/FILE/sub", "FILE is not a directory"),
+                         ("s3:/b", "malformed storage URI 's3:/b'")):
+        result = _invoke(*command, "--out-uri", out)
+        assert result.exit_code == 2, result.output
+        lines = _error_lines(result.output)
+        assert len(lines) == 1 and lines[0].startswith("error: --out-uri") and message in lines[0], result.output
 
 
 def test_malformed_s3_uri_is_refused():
@@ -56,6 +73,29 @@ def test_help_metavars_say_what_a_flag_takes():
     synth = _invoke("synth", "--help").output
     assert "--width-range LOW HIGH" in synth and "<bool>" not in synth and "<str>" not in text
     assert "--overwrite " in synth and "--dry-run " in _invoke("rl", "--help").output
+
+
+COMMANDS = ["synth", "prepare coldstart", "prepare bench", "tiny-model", "sft", "rl", "eval", "serve", "demo", "run",
+            "compile", "upload", "submit", "schedule", "rayjob-manifest", "stage sft", "stage rl", "stage eval"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_no_command_shows_a_type_name_for_a_metavar(command):
+    """Type names (typer's <str>, <list[str]>, <int range>, <bool>; click's TEXT, INTEGER, PATH) say
+    nothing about what a flag takes."""
+    import re
+
+    text = _invoke(*command.split(), "--help").output
+    assert not re.search(r"--[a-z-]+ (TEXT|INTEGER|PATH|BOOLEAN|FLOAT|<[^>]+>)", text), text
+
+
+def test_pipeline_command_metavars():
+    run = _invoke("run", "--help").output
+    assert "--out DIR" in run and "--param NAME=VALUE" in run and "--profile learn|smoke" in run
+    stage = _invoke("stage", "eval", "--help").output
+    assert "--backend vllm|local|openai:URL[#model]" in stage and "--k N" in stage and "--out-uri URI" in stage
+    submit = _invoke("submit", "--help").output
+    assert "--host URL" in submit and "--pipeline train|evaluate" in submit and "--timeout SECONDS" in submit
 
 
 def test_errors_name_the_flag_typed(tmp_path):

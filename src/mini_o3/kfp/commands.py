@@ -34,6 +34,18 @@ def _check_out(out: Path, flag: str) -> None:
         _fail(problem)
 
 
+def _check_out_uri(uri: str) -> None:
+    """A malformed ``--out-uri``, or a local one that cannot be a folder: one line, before any work."""
+    from mini_o3 import storage
+
+    try:
+        path = None if storage.is_remote(uri) else storage.local_path(uri)
+    except storage.StorageError as exc:
+        _fail(f"--out-uri {exc}")
+    if path is not None:
+        _check_out(path, "--out-uri")
+
+
 def _tracking(parent_run_id: Optional[str], tracking_uri: Optional[str]):
     from mini_o3.stages import Tracking
 
@@ -66,6 +78,7 @@ def register(app: typer.Typer) -> None:
         """LLaMA-Factory SFT from URIs to a sealed model URI; prints the result as JSON."""
         from mini_o3.stages import sft_stage
 
+        _check_out_uri(out_uri)
         try:
             result = sft_stage(data_uri, model, out_uri, overrides=overrides,
                                tracking=_tracking(parent_run_id, tracking_uri), work=work_dir)
@@ -90,6 +103,7 @@ def register(app: typer.Typer) -> None:
         """GRPO from URIs to a sealed policy URI; prints the result as JSON."""
         from mini_o3.stages import rl_stage
 
+        _check_out_uri(out_uri)
         try:
             result = rl_stage(engine, model_uri, train_uri, val_uri, out_uri, overrides=overrides, nnodes=nnodes,
                               gpus_per_node=gpus_per_node, tracking=_tracking(parent_run_id, tracking_uri),
@@ -114,6 +128,7 @@ def register(app: typer.Typer) -> None:
         """Avg@k from URIs to a sealed report folder; prints the result as JSON."""
         from mini_o3.stages import eval_stage
 
+        _check_out_uri(out_uri)
         try:
             result = eval_stage(model_uri, bench_uri, out_uri, k=k, backend=backend, overrides=overrides, judge=judge,
                                 tracking=_tracking(parent_run_id, tracking_uri), work=work_dir)
@@ -128,6 +143,8 @@ def register(app: typer.Typer) -> None:
         profile: str = typer.Option("learn", "--profile", metavar="learn|smoke", envvar="MINI_O3_PROFILE",
                                     help="learn (make demo: a model that learns to zoom, base -> SFT -> RL with CIs) or "
                                          "smoke (the wiring in about a minute)."),
+        verbose: bool = typer.Option(False, "--verbose", help="Also show kfp.local's executor input dumps and "
+                                                               "component-loading lines."),
     ) -> None:
         """Run the train pipeline embedded (kfp.local, tiny model, synthetic data, CPU); prints where the report is.
 
@@ -143,7 +160,7 @@ def register(app: typer.Typer) -> None:
         except ClientError as exc:
             _fail(str(exc))
         try:
-            run_embedded(EmbeddedConfig(out=out, profile=profile), values, console=console)
+            run_embedded(EmbeddedConfig(out=out, profile=profile, verbose=verbose), values, console=console)
         except RuntimeError as exc:
             _fail(f"embedded run failed: {exc}")
         except KeyboardInterrupt:
