@@ -169,6 +169,7 @@ def run_embedded(config: EmbeddedConfig = EmbeddedConfig(), params: dict[str, An
     from mini_o3.overrides import compose_params
     from mini_o3.stages import read_result
 
+    from .local_summary import learning_table, read_learning
     from .pipelines import build_train
 
     console = console or Console(stderr=True)
@@ -207,6 +208,9 @@ def run_embedded(config: EmbeddedConfig = EmbeddedConfig(), params: dict[str, An
     result = EmbeddedResult(out, run_root, run_root / "report" / "report.md", run_root / "report" / "report.html",
                             values["p0_mlflow_tracking_uri"], time.perf_counter() - start, stages)
     console.print(_summary(result))
+    learning = read_learning(result.report_md.parent)
+    if learning:
+        console.print(learning_table(learning))
     console.print(f"[green]report[/green] {result.report_md}\n[green]report (HTML)[/green] {result.report_html}\n"
                   f"[green]MLflow[/green] {result.mlflow_uri}  (view: mlflow ui --backend-store-uri {result.mlflow_uri})\n"
                   + _registered_lines(result) +

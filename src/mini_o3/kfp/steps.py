@@ -402,10 +402,30 @@ def evaluate(*, model_uri: str, bench_uri: str, run_root: str, k: int, backend: 
                       gpus=max(1, gpus))
 
 
+def visible_gpus() -> int:
+    """GPUs this process can use: the NVIDIA device nodes, narrowed by ``CUDA_VISIBLE_DEVICES``."""
+    import glob
+
+    devices = len(glob.glob("/dev/nvidia[0-9]*"))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        devices = min(devices, len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"]))
+    return devices
+
+
+def hardware_line(stage: str, mode: str, accelerator: str, count: int, workers: int, gpus_here: int) -> str:
+    """What the stage runs on. In-process stages state the GPUs actually here: kfp.local and a CPU
+    pod ignore the pipeline's accelerator request, so "8 x nvidia.com/gpu" would be untrue there."""
+    if mode not in ("inprocess", "vllm", "local"):
+        return f"[mini-o3] {stage}: mode {mode}, {count} x {accelerator} on each of {workers} Ray worker pod(s)"
+    if gpus_here == 0:
+        return f"[mini-o3] {stage}: mode {mode}, on CPU (no GPU on this machine)"
+    return f"[mini-o3] {stage}: mode {mode}, {min(count, gpus_here) if count else gpus_here} x {accelerator} on this pod"
+
+
 def log_hardware(stage: str, mode: str, accelerator: str, count: int, workers: int) -> None:
-    """One pod-log line with what the stage was scheduled with."""
-    where = "this pod" if mode in ("inprocess", "vllm", "local") else f"{workers} Ray worker pod(s)"
-    print(f"[mini-o3] {stage}: mode {mode}, {count} x {accelerator} on {where}", flush=True)
+    """One pod-log line with what the stage runs on (``hardware_line``)."""
+    print(hardware_line(stage, mode, accelerator, count, workers, visible_gpus()), flush=True)
 
 
 def report(*, eval_uri: str, run_root: str, models: dict[str, str], sft_run_uri: str, rl_run_uri: str, title: str,
