@@ -643,6 +643,29 @@ def test_synthetic_set_is_re_emitted_through_the_same_writer(world: Path):
             assert (out.parent / record.images[0]).read_bytes() == (gen.parent / meta.image).read_bytes()
 
 
+def test_synthetic_folder_without_a_split_is_re_emitted_whole(world: Path):
+    """`prepare bench --name synthetic` (no split set) writes train and val, so the result is an RL
+    train set and a benchmark at once (README: `rl --train data/Synth --val data/Synth`)."""
+    gen = world / "gen" / "SynthWhole"
+    generate(SynthConfig(width_range=(300, 320), height_range=(300, 320), coldstart_rollouts=0), gen,
+             n_train=2, n_test=3, seed=4, progress=False)
+    out = world / "base" / "SynthWhole"
+    summary = prepare_bench("synthetic", str(gen), out, progress=False)
+    assert summary.split == "train,val" and summary.rows_out == 5 and summary.rejected == 0
+    referenced = set()
+    for split, n in (("train", 2), ("val", 3)):
+        records = read_records(out / f"{split}.parquet")
+        assert [r.id for r in records] == [o.id for o in read_records(gen / f"{split}.parquet")] and len(records) == n
+        assert read_rows(out / f"{split}.json") == [to_row(r) for r in records]
+        assert all((out.parent / r.images[0]).is_file() for r in records)
+        referenced |= {r.images[0].split("/")[-1] for r in records}
+    assert {p.name for p in (out / "data").iterdir()} == referenced  # no orphan images
+    assert {"train.parquet", "train.json", "val.parquet", "val.json"} <= set(summary.files)
+    only_val = world / "base" / "SynthVal"
+    prepare_bench("synthetic", str(gen), only_val, BenchPrepConfig(split="val"), progress=False)
+    assert (only_val / "val.parquet").is_file() and not (only_val / "train.parquet").exists()
+
+
 def test_registry_and_config_validation():
     assert set(BENCHMARKS) == {
         "visualprobe_train", "visualprobe_easy", "visualprobe_medium", "visualprobe_hard", "deepeyes_train_4k",

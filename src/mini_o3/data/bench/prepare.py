@@ -2,7 +2,7 @@
 
 Output (``BASE_IMAGE_DIR`` = ``out_dir.parent``)::
 
-    out_dir/<split>.parquet   BenchRecord rows (BENCH_SCHEMA); split = train for *_train, else val
+    out_dir/<split>.parquet   BenchRecord rows (BENCH_SCHEMA); split = train for *_train, else val (synthetic: both)
     out_dir/<split>.json      the same rows in the Mini-o3 layout (images, doc_id, problem, solution, data_source)
     out_dir/data/<sha256[:24]>.<ext>   the source's image bytes, unchanged, one file per distinct image
     out_dir/rejected.jsonl    one line per bad input row: where, id, code, reason
@@ -59,7 +59,8 @@ class BenchPrepConfig(BaseModel):
     )
     seed: int = Field(0, ge=0, description="seed of deterministic shuffles (V* raw per-image options)")
     split: Optional[Split] = Field(
-        None, description="output split (file name); None = the benchmark's default. Synthetic: also the split read"
+        None, description="output split (file name); None = the benchmark's default. Synthetic: also the split "
+        "read; None = every split of the folder (train and val)"
     )
     hrbench_rows: Literal["all", "unique"] = Field(
         "all", description="HR-Bench: all 800 rows (4 option cycles, the official protocol) or the first cycle only"
@@ -119,47 +120,65 @@ def prepare_bench(
     spec = get_spec(name)
     if not isinstance(config, BenchPrepConfig):
         config = BenchPrepConfig.model_validate(config)
-    split = config.split or spec.split
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, config.overwrite)
     root = resolve_source(str(source), allow_patterns=spec.allow_patterns).resolve()
     _check_no_overlap(root, out_dir)
     _clear_outputs(out_dir)
+    splits = _splits(spec.name, config.split or spec.split, config.split is None, root)
 
-    ctx = ConvertContext(root, split, data_source_for(spec, config.mme_realworld_variant), config)
-    rows = spec.convert(ctx)
-    run = _Run(out_dir, ctx)
-    bar = _progress() if progress else nullcontext()
-    with ThreadPoolExecutor(max_workers=config.workers) as pool, bar as live:
-        task = live.add_task(name, total=rows.total) if live else None
-        advance = (lambda n: live.advance(task, n)) if live else (lambda n: None)
-        run.consume(rows.items, pool, advance)
+    runs: list[_Run] = []
+    files: list[str] = []
+    for split in splits:
+        ctx = ConvertContext(root, split, data_source_for(spec, config.mme_realworld_variant), config)
+        rows = spec.convert(ctx)
+        run = _Run(out_dir, ctx)
+        bar = _progress() if progress else nullcontext()
+        with ThreadPoolExecutor(max_workers=config.workers) as pool, bar as live:
+            task = live.add_task(f"{name} {split}" if len(splits) > 1 else name, total=rows.total) if live else None
+            advance = (lambda n: live.advance(task, n)) if live else (lambda n: None)
+            run.consume(rows.items, pool, advance)
+        parquet, rows_file = write_split(out_dir, split, run.records)
+        files += [parquet.name, rows_file.name]
+        runs.append(run)
 
-    parquet, rows_file = write_split(out_dir, split, run.records)
-    write_jsonl(out_dir / "rejected.jsonl", [r.as_dict() for r in run.rejects])
+    records = [r for run in runs for r in run.records]
+    rejects = [r for run in runs for r in run.rejects]
+    skipped = sum((run.skipped for run in runs), Counter())
+    write_jsonl(out_dir / "rejected.jsonl", [r.as_dict() for r in rejects])
     images = sorted(p for p in (out_dir / "data").iterdir() if p.is_file())
     summary = BenchPrepSummary(
         name=name,
         source=str(source),
         dataset=out_dir.name,
-        split=split,
-        rows_in=run.rows_in,
-        rows_out=len(run.records),
-        rejected=len(run.rejects),
-        skipped=sum(run.skipped.values()),
-        by_category=_count(r.category for r in run.records),
-        by_data_source=_count(r.data_source for r in run.records),
-        by_answer_type=_count(r.answer_type for r in run.records),
-        rejected_by_code=_count(r.code for r in run.rejects),
-        skipped_by_reason=dict(sorted(run.skipped.items())),
+        split=",".join(splits),
+        rows_in=sum(run.rows_in for run in runs),
+        rows_out=len(records),
+        rejected=len(rejects),
+        skipped=sum(skipped.values()),
+        by_category=_count(r.category for r in records),
+        by_data_source=_count(r.data_source for r in records),
+        by_answer_type=_count(r.answer_type for r in records),
+        rejected_by_code=_count(r.code for r in rejects),
+        skipped_by_reason=dict(sorted(skipped.items())),
         images=len(images),
         image_bytes=sum(p.stat().st_size for p in images),
-        files=[parquet.name, rows_file.name, "rejected.jsonl", "summary.json", "data/"],
+        files=[*files, "rejected.jsonl", "summary.json", "data/"],
         config=config,
         seconds=round(time.perf_counter() - started, 3),
     )
     write_text_atomic(out_dir / "summary.json", summary.model_dump_json(indent=2) + "\n")
     return summary
+
+
+def _splits(name: str, split: str, default: bool, root: Path) -> list[str]:
+    """The splits to write: ``split``, except for a synthetic folder read without a split set,
+    which is re-emitted whole (every one of train / val it holds: RL trains on one, evaluates on
+    the other)."""
+    if name == "synthetic" and default and root.is_dir():
+        present = [s for s in ("train", "val") if (root / f"{s}.parquet").is_file()]
+        return present or [split]
+    return [split]
 
 
 # -- the run ---------------------------------------------------------------------------------

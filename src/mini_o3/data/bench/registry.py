@@ -51,7 +51,7 @@ BENCHMARKS: dict[str, BenchSpec] = {
                   "yifanzhang114/MME-RealWorld-lite-lmms-eval; also a local copy of yifanzhang114/MME-RealWorld-Base64 "
                   "(JSON shards, Lite TSV) or of yifanzhang114/MME-RealWorld (JSON + images)), English only by default"),
         BenchSpec("synthetic", synthetic.convert, "val", SYNTHETIC_DATA_SOURCES, None,
-                  None, "re-emit a folder written by mini_o3.data.synthetic.generate"),
+                  None, "re-emit a folder written by mini_o3.data.synthetic.generate (its train and val splits)"),
     )
 }
 
