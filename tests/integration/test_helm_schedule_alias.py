@@ -26,3 +26,17 @@ def test_malformed_registry_references_are_refused(helm, chart, model_uri):  # n
     done = run_helm(helm, "template", "rel", str(chart), "-f", str(CHART / "ci" / "schedule-values.yaml"),
                     "--set", f"registerPipelines.schedule.modelUri={model_uri}", check=False)
     assert done.returncode != 0 and "at '/registerPipelines/schedule/modelUri'" in done.stderr, done.stderr
+
+
+def test_schedule_params_switch_on_promotion_typed(helm, chart):  # noqa: F811
+    """``params: {promote_if_better: true, trend_runs: 14}`` reach mini-o3-evaluate as a boolean and an integer."""
+    from mini_o3.kfp.client import resolve_params
+
+    manifests = render(helm, chart, CHART / "ci" / "schedule-values.yaml",
+                       sets=("registerPipelines.schedule.modelUri=models:/mini-o3@candidate",
+                             "registerPipelines.schedule.params.promote_if_better=true",
+                             "registerPipelines.schedule.params.trend_runs=14"))
+    (job,) = by_kind(manifests, "Job")
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    params = resolve_params(ROOT / "pipelines" / "evaluate.yaml", [args[i + 1] for i, a in enumerate(args) if a == "--param"])
+    assert params["promote_if_better"] is True and params["trend_runs"] == 14
