@@ -7,7 +7,9 @@ exactly ``workers`` pods (replicas = min = max), each requesting ``gpus_per_work
 memory requests = limits on every pod (ResourceQuota namespaces refuse pods without them); every Ray
 pod runs as ``service_account`` and carries ``pod_annotations`` (default: no Istio sidecar); the image on every container; a ``/dev/shm`` emptyDir (medium Memory) on every Ray pod;
 ``env`` and ``secret_env`` (``valueFrom.secretKeyRef``, so no secret value enters the manifest)
-on the head, worker and submitter containers; non-root pods (``run_as_user``), no privilege
+on the head, worker and submitter containers; with ``ca_bundle_config_map`` / ``ca_bundle_secret`` a
+read-only CA bundle at ``/etc/mini-o3/ca/ca.crt`` and ``AWS_CA_BUNDLE`` on the head and workers;
+``labels`` (e.g. the KFP run id) on the RayJob and every pod; non-root pods (``run_as_user``), no privilege
 escalation, all capabilities dropped, RuntimeDefault seccomp. With ``work_volume_claim``, the head and
 every worker mount that ReadWriteMany PVC at ``work_mount_path`` and get ``MINI_O3_WORK_DIR=<mount>/<job
 name>`` (the stage's work folder, the same path on every pod); the submitter pod (it only runs ``ray job
@@ -44,6 +46,9 @@ KIND = "RayJob"
 GROUP, VERSION, PLURAL = "ray.io", "v1", "rayjobs"
 SHM_VOLUME = "dshm"
 WORK_VOLUME = "mini-o3-work"
+CA_VOLUME = "mini-o3-ca"
+#: Where the CA bundle of ``ca_bundle_config_map`` / ``ca_bundle_secret`` lands on the Ray pods (AWS_CA_BUNDLE).
+CA_BUNDLE_PATH = "/etc/mini-o3/ca/ca.crt"
 SERVICEACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 SUBMISSION_MODES = ("K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode")
 MANAGED_BY = ("ray.io/kuberay-operator", "kueue.x-k8s.io/multikueue")
@@ -148,6 +153,16 @@ def shared_work_problem(settings: LaunchSettings) -> str | None:
             "reference engine) runs without it")
 
 
+def _ca_volume_source(settings: LaunchSettings) -> dict[str, Any] | None:
+    """The volume source of the CA bundle (its key as ``ca.crt``), or None."""
+    items = [{"key": settings.ca_bundle_key, "path": CA_BUNDLE_PATH.rsplit("/", 1)[1]}]
+    if settings.ca_bundle_config_map:
+        return {"configMap": {"name": settings.ca_bundle_config_map, "items": items}}
+    if settings.ca_bundle_secret:
+        return {"secret": {"secretName": settings.ca_bundle_secret, "items": items}}
+    return None
+
+
 def _ray_pod(settings: LaunchSettings, image: str, container: str, resources: dict[str, Any],
              node_selector: dict[str, str], tolerations: list[dict[str, Any]], labels: dict[str, str],
              work_dir: str | None = None) -> dict[str, Any]:
@@ -169,6 +184,13 @@ def _ray_pod(settings: LaunchSettings, image: str, container: str, resources: di
         spec["volumes"].append({"name": WORK_VOLUME, "persistentVolumeClaim": {"claimName": settings.work_volume_claim}})
         if WORK_DIR_ENV not in settings.env and WORK_DIR_ENV not in settings.secret_env:  # explicit env wins
             main["env"].append({"name": WORK_DIR_ENV, "value": work_dir})
+    ca_source = _ca_volume_source(settings)
+    if ca_source and container != "ray-job-submitter":  # the submitter only talks to the head's dashboard
+        main = spec["containers"][0]
+        main["volumeMounts"].append({"name": CA_VOLUME, "mountPath": CA_BUNDLE_PATH.rsplit("/", 1)[0], "readOnly": True})
+        spec["volumes"].append({"name": CA_VOLUME, **ca_source})
+        if "AWS_CA_BUNDLE" not in settings.env and "AWS_CA_BUNDLE" not in settings.secret_env:  # explicit env wins
+            main["env"].append({"name": "AWS_CA_BUNDLE", "value": CA_BUNDLE_PATH})
     if not spec["containers"][0]["env"]:
         del spec["containers"][0]["env"]
     if node_selector:

@@ -80,6 +80,12 @@ class LaunchSettings(BaseModel):
                                                          "(None / '': the namespace's default account)")
     gpu_resource: str = Field("nvidia.com/gpu", description="mode rayjob: extended resource of the worker pods' GPUs "
                                                              "(the pipeline's p0_gpu_type, e.g. amd.com/gpu)")
+    ca_bundle_config_map: str | None = Field(
+        None, description="mode rayjob: ConfigMap with a CA bundle (key ca_bundle_key) mounted read-only on the head and "
+                          "worker pods at /etc/mini-o3/ca/ca.crt, with AWS_CA_BUNDLE pointing there (private S3 / STS "
+                          "endpoints)")
+    ca_bundle_secret: str | None = Field(None, description="mode rayjob: the same from a Secret (one of the two)")
+    ca_bundle_key: str = Field("ca.crt", description="mode rayjob: key of the CA bundle in that ConfigMap / Secret")
     labels: dict[str, str] = Field(
         default_factory=dict, description="mode rayjob: extra labels of the RayJob and every Ray pod (the KFP "
                                           "launchers set mini-o3/kfp-run-id, which the run's exit handler "
@@ -146,6 +152,15 @@ class LaunchSettings(BaseModel):
             raise ValueError(f"work_volume_claim {value!r} is not a PersistentVolumeClaim name (DNS-1123 subdomain)")
         return value
 
+    @field_validator("ca_bundle_config_map", "ca_bundle_secret")
+    @classmethod
+    def _ca_source(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if len(value) > 253 or not DNS_1123_SUBDOMAIN.match(value):
+            raise ValueError(f"{value!r} is not a ConfigMap / Secret name (DNS-1123 subdomain)")
+        return value
+
     @field_validator("service_account")
     @classmethod
     def _account(cls, value: str | None) -> str | None:
@@ -174,6 +189,8 @@ class LaunchSettings(BaseModel):
         both = sorted(set(self.env) & set(self.secret_env))
         if both:
             raise ValueError(f"env and secret_env both set {both}; keep each variable in one of them")
+        if self.ca_bundle_config_map and self.ca_bundle_secret:
+            raise ValueError("set ca_bundle_config_map or ca_bundle_secret, not both")
         return self
 
 

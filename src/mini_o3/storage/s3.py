@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import mimetypes
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +38,25 @@ _AUTH_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "E
 _MISSING_CODES = {"NoSuchKey", "ResourceNotFound", "NoSuchObject"}
 
 
+def _Named(provider, settings: S3Settings):  # noqa: N802 - a class made on first use (minio imported lazily)
+    """``provider`` whose failures are one StorageError naming the credential source and STS endpoint."""
+    from minio.credentials.providers import Provider
+
+    class Named(Provider):
+        def retrieve(self):
+            try:
+                return provider.retrieve()
+            except Exception as exc:  # noqa: BLE001 - minio raises ValueError / urllib3 errors here
+                where = (f"AssumeRoleWithWebIdentity at {settings.sts_url() or 'AWS STS'} with "
+                         f"{settings.web_identity_token_file} as {settings.role_arn}"
+                         if settings.credential_source == "web-identity" else "the container credentials endpoint")
+                # minio's message holds the STS URL with the token in its query: drop every query string
+                reason = re.sub(r"\?\S*", "?...", str(exc))
+                raise StorageError(f"cannot get S3 credentials by {where}: {type(exc).__name__}: {reason}") from None
+
+    return Named()
+
+
 class S3:
     """One configured client; safe to share between threads."""
 
@@ -48,12 +68,22 @@ class S3:
         s = self.settings
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=s.connect_timeout_s, read=s.read_timeout_s), maxsize=pool_size,
-            cert_reqs="CERT_REQUIRED" if s.verify_tls else "CERT_NONE",
+            cert_reqs="CERT_REQUIRED" if s.verify_tls else "CERT_NONE", ca_certs=s.ca_bundle,
             retries=urllib3.Retry(total=s.retries, backoff_factor=0.5, status_forcelist=[500, 502, 503, 504]))
-        self.client = Minio(s.host, access_key=s.access_key,
-                            secret_key=s.secret_key.get_secret_value() if s.secret_key else None,
-                            session_token=s.session_token.get_secret_value() if s.session_token else None,
-                            secure=s.secure, region=s.region, http_client=http, cert_check=s.verify_tls)
+        if s.credential_source in ("web-identity", "container"):
+            from minio.credentials import IamAwsProvider
+
+            # Web identity: AssumeRoleWithWebIdentity with the token file; container: the credentials URI.
+            provider = IamAwsProvider(custom_endpoint=s.sts_url() if s.credential_source == "web-identity" else None,
+                                      http_client=http, token_file=s.web_identity_token_file, role_arn=s.role_arn,
+                                      role_session_name=s.role_session_name or "mini-o3", region=s.region)
+            self.client = Minio(s.host, credentials=_Named(provider, s), secure=s.secure, region=s.region,
+                                http_client=http, cert_check=s.verify_tls)
+        else:
+            self.client = Minio(s.host, access_key=s.access_key,
+                                secret_key=s.secret_key.get_secret_value() if s.secret_key else None,
+                                session_token=s.session_token.get_secret_value() if s.session_token else None,
+                                secure=s.secure, region=s.region, http_client=http, cert_check=s.verify_tls)
 
     @contextmanager
     def errors(self, loc: S3Location | str) -> Iterator[None]:
