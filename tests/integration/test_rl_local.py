@@ -114,3 +114,5 @@ def test_batched_generation_matches_one_at_a_time(tiny_dir):
     assert batched == single
     assert batched[0].text != batched[1].text  # the two prompts really differ (left padding exercised)
     assert [o.num_tokens for o in batched] == [8, 10]
+    # temperature 0 means greedy (vLLM's SamplingParams rule; HF generate refuses temperature=0 with sampling on)
+    assert backend.generate(requests, SamplingParams(do_sample=True, temperature=0.0)) == batched

@@ -108,7 +108,7 @@ class HFBackend:
         stop = list(requests[0].stop)
         if stop:
             kwargs.update(stop_strings=stop, tokenizer=tokenizer)
-        if sampling.do_sample:
+        if sampling.do_sample and sampling.temperature > 0:  # temperature 0 is greedy, as in vLLM
             kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
                           top_k=max(0, sampling.top_k))
         else:

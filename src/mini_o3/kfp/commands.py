@@ -143,6 +143,8 @@ def register(app: typer.Typer) -> None:
         profile: str = typer.Option("learn", "--profile", metavar="learn|smoke", envvar="MINI_O3_PROFILE",
                                     help="learn (make demo: a model that learns to zoom, base -> SFT -> RL with CIs) or "
                                          "smoke (the wiring in about a minute)."),
+        seed: int = typer.Option(0, "--seed", min=0, metavar="N", help="Seed of the tiny model and the synthetic "
+                                                                        "data (and, other than 0, of SFT, RL and eval)."),
         verbose: bool = typer.Option(False, "--verbose", help="Also show kfp.local's executor input dumps and "
                                                                "component-loading lines."),
     ) -> None:
@@ -160,7 +162,7 @@ def register(app: typer.Typer) -> None:
         except ClientError as exc:
             _fail(str(exc))
         try:
-            run_embedded(EmbeddedConfig(out=out, profile=profile, verbose=verbose), values, console=console)
+            run_embedded(EmbeddedConfig(out=out, profile=profile, seed=seed, verbose=verbose), values, console=console)
         except RuntimeError as exc:
             _fail(f"embedded run failed: {exc}")
         except KeyboardInterrupt:

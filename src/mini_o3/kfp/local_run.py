@@ -87,7 +87,8 @@ class EmbeddedConfig(BaseModel):
     profile: Profile = Field("learn", description="learn (make demo) or smoke (wiring only)")
     n_train: int | None = Field(None, ge=2, description="synthetic train questions (cold-start rows and RL prompts)")
     n_test: int | None = Field(None, ge=1, description="synthetic test questions (RL validation and evaluation)")
-    seed: int = Field(0, ge=0, description="seed of the tiny model and the synthetic data")
+    seed: int = Field(0, ge=0, description="seed of the tiny model and the synthetic data; other than 0 it also "
+                                           "offsets the SFT, RL and evaluation seeds (42 + seed, 1 + seed, seed)")
     canvas: tuple[int, int] | None = Field(None, description="synthetic canvas side range in px (smoke: 512-768)")
     eval_k: int | None = Field(None, ge=1, description="samples per question in the evaluation")
     sft: list[str] | None = Field(None, description="SFTConfig overrides")
@@ -121,6 +122,9 @@ def embedded_params(config: EmbeddedConfig, model_dir: Path) -> dict[str, Any]:
     out = config.out.resolve()
     synthetic = [f"n_train={config.setting('n_train')}", f"n_test={config.setting('n_test')}", f"seed={config.seed}",
                  *PROFILES[config.profile]["synthetic"]]
+    def seeded(override: str) -> list[str]:  # seed 0 keeps the configs' own (the seed project's) seeds
+        return [override] if config.seed else []
+
     canvas = config.canvas or ((512, 768) if config.profile == "smoke" else None)
     if canvas:
         synthetic += [f"config.width_range=[{canvas[0]},{canvas[1]}]", f"config.height_range=[{canvas[0]},{canvas[1]}]"]
@@ -135,14 +139,14 @@ def embedded_params(config: EmbeddedConfig, model_dir: Path) -> dict[str, Any]:
         "p1_data_synthetic": synthetic,
         "p1_data_coldstart_overrides": ["workers=1"],
         "p2_sft_base_model": str(model_dir),
-        "p2_sft_overrides": list(config.setting("sft")),
+        "p2_sft_overrides": list(config.setting("sft")) + seeded(f"seed={42 + config.seed}"),
         "p2_sft_launch_mode": "inprocess",
         "p3_rl_engine": "local",
-        "p3_rl_overrides": list(config.setting("rl")),
+        "p3_rl_overrides": list(config.setting("rl")) + seeded(f"seed={1 + config.seed}"),
         "p3_rl_launch_mode": "inprocess",
         "p4_eval_k": config.setting("eval_k"),
         "p4_eval_backend": "local",
-        "p4_eval_overrides": list(config.setting("eval")),
+        "p4_eval_overrides": list(config.setting("eval")) + seeded(f"seed={config.seed}"),
         "p4_eval_compare": PROFILES[config.profile]["compare"],
     }
 
