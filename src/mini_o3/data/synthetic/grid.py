@@ -53,7 +53,7 @@ class GridSpec(BaseModel):
                                     "quadrant per level ('the top-left cell of the south-east block')")
     shapes: tuple[str, ...] = Field(("circle", "square", "triangle", "cross"),
                                     description="glyph classes = the options, in letter order")
-    glyph_frac: tuple[float, float] = Field((0.09, 0.1), description="glyph side / cell side, (low, high)")
+    glyph_frac: tuple[float, float] = Field((0.3, 0.36), description="glyph side / cell side, (low, high)")
     jitter: float = Field(0.05, ge=0, le=0.3, description="glyph centre offset from the cell centre / cell side")
     shuffle_options: bool = Field(False, description="shuffle the option order per question (False: chance is "
                                                       "still 1/len(shapes), and the letter of a shape is fixed)")
@@ -167,15 +167,15 @@ class GridOracle:
 
     def __call__(self, request: PolicyRequest) -> str:
         meta, turn = self.meta, request.turn
-        answer = f"which is option ({meta.solution}).</think>\n<answer>{meta.solution}</answer>"
+        answer = f"option ({meta.solution}).</think>\n<answer>{meta.solution}</answer>"
         if self.strategy == "no_zoom":
-            return f"<think>The shape in {self.where} is a {meta.answer}, {answer}"
+            return f"<think>It is a {meta.answer}, {answer}"
         level = turn - 1 if self.strategy == "recover" else turn
         if self.strategy == "recover" and turn == 0:
             call = json.dumps({"bbox_2d": QUADRANT_BOXES[self.path[0]][:3], "source": "original_image"})
-            return f"<think>I will zoom in on {self.where}.</think>\n<grounding>{call}</grounding>"
+            return f"<think>Zoom in on {self.where}.</think>\n<grounding>{call}</grounding>"
         if level >= self.levels:
-            return f"<think>The zoomed cell shows a {meta.answer}, {answer}"
+            return f"<think>It is a {meta.answer}, {answer}"
         if level == 0:
-            return self._zoom(0, "I need {what}. It is too small to see, so I will zoom in on it.")
-        return self._zoom(level, "Now I will zoom in on {what} of this view.")
+            return self._zoom(0, "Zoom in on {what}.")
+        return self._zoom(level, "Zoom in on {what} of it.")
