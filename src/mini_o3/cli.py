@@ -205,11 +205,14 @@ def rl(
         if dry_run or verl_sets:
             _fail("--dry-run and --verl-set apply to --engine verl only")
         from mini_o3.rl.local import run_rl_local
+        from mini_o3.rl.local.collect import NotEnoughValidGroups
 
         try:
             result = run_rl_local(model, list(train), list(val), out, overrides=overrides, progress=True)
         except (ValueError, FileNotFoundError) as exc:
             _fail(str(exc))
+        except NotEnoughValidGroups as exc:  # a run that cannot learn: one line, not a traceback
+            _fail(str(exc), code=1)
         console.print(f"[green]done[/green] {out}: step {result.global_step}")
         return
     if engine != "verl":

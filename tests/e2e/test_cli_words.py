@@ -129,3 +129,17 @@ def test_prepare_list_shows_every_hub_id_in_full():
     for spec in BENCHMARKS.values():
         if spec.hub_id:
             assert spec.hub_id in text, spec.hub_id
+
+
+def test_rl_run_that_cannot_learn_is_one_line(monkeypatch, tmp_path):
+    """Rejection sampling out of batches (every group's rewards equal) ends in one line, exit 1."""
+    import mini_o3.rl.local as local
+    from mini_o3.rl.local.collect import NotEnoughValidGroups
+
+    def barren(*args, **kwargs):
+        raise NotEnoughValidGroups("no reward variance in 8 generation batches in a row")
+
+    monkeypatch.setattr(local, "run_rl_local", barren)
+    result = _invoke("rl", "--model", "M", "--train", "B", "--out", str(tmp_path / "o"))
+    assert result.exit_code == 1 and _error_lines(result.output) == [
+        "error: no reward variance in 8 generation batches in a row"], result.output
