@@ -41,7 +41,7 @@ TINY_EVAL = ["max_turns=2", "max_tokens_per_turn=8", "min_pixels=3136", "max_pix
 #: quadrants), 112 x 112 model-facing images, and the "learn" tiny model (reduced vocabulary).
 LEARN_PIXELS = (3136, 12544)
 LEARN_SYNTHETIC = [
-    "config.family=grid", "config.width_range=[896,896]", "config.height_range=[896,896]",
+    "config.family=grid", "config.width_range=[448,448]", "config.height_range=[448,448]",
     "config.coldstart_strategies=[zoom]", "config.coldstart_rollouts=1",
     f"config.coldstart_pixels=[{LEARN_PIXELS[0]},{LEARN_PIXELS[1]}]",
 ]
@@ -54,11 +54,11 @@ LEARN_SFT = [
 ]
 LEARN_RL = [
     "total_training_steps=15", "train_batch_size=16", "rollout_n=4", "ppo_mini_batch_size=16", "lr=2e-4",
-    "max_tokens_per_turn=128", "max_turns=4", "val_max_turns=4", "val_n=1", "val_do_sample=false",
+    "max_tokens_per_turn=64", "max_turns=4", "val_max_turns=4", "val_n=1", "val_do_sample=false",
     "val_before_train=true", "test_freq=5", "save_freq=15", "judge.enabled=false",
     f"min_pixels={LEARN_PIXELS[0]}", f"max_pixels={LEARN_PIXELS[1]}",
 ]
-LEARN_EVAL = ["max_turns=4", "max_tokens_per_turn=128", f"min_pixels={LEARN_PIXELS[0]}",
+LEARN_EVAL = ["max_turns=4", "max_tokens_per_turn=64", f"min_pixels={LEARN_PIXELS[0]}",
               f"max_pixels={LEARN_PIXELS[1]}", "concurrency=128"]
 
 #: Seconds the task processes of an interrupted run get to unwind before they are killed.
@@ -163,6 +163,10 @@ def task_env(out: Path) -> dict[str, str]:
         "MINI_O3_CACHE": str(out / "cache" / "mini-o3"),
         "MLFLOW_ALLOW_FILE_STORE": "true",
         "DISABLE_VERSION_CHECK": "1",  # LLaMA-Factory: no version nag
+        # one OpenMP thread per task unless the caller chose: the tiny model's ops are too small to share,
+        # and with any other load on 2 cores libgomp's spinning barriers made SFT steps 4-5x slower
+        # (benchmarks/RESULTS.md, "Learning profile")
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
     }
 
 
