@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -95,6 +96,13 @@ def test_readme_block_runs_as_written(block: Block, tmp_path: Path):
     for name in MAKE_FILES:
         if (ROOT / name).exists():
             (tmp_path / name).symlink_to(ROOT / name)
+    stamp = ROOT / ".venv" / ".installed"
+    if stamp.exists():  # the venv is set up (make test did it): make must not re-install it from here, where
+        # there is no src/ — a fresh clone's pyproject.toml can be newer than an older venv's stamp
+        for name in ("pyproject.toml", "constraints.txt"):
+            (tmp_path / name).unlink()
+            shutil.copy2(ROOT / name, tmp_path / name)
+            os.utime(tmp_path / name, (stamp.stat().st_mtime - 1,) * 2)
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MINI_O3_PIPELINES_DIR")}
     env.update({"PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}", "HF_HUB_OFFLINE": "1",
                 "TRANSFORMERS_OFFLINE": "1", "MINI_O3_PROFILE": "smoke", "COLUMNS": "200", "MPLBACKEND": "Agg"})
