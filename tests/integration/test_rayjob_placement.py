@@ -24,6 +24,7 @@ Upstream rules:
 from __future__ import annotations
 
 import math
+import os
 import re
 import shlex
 import shutil
@@ -74,6 +75,9 @@ def local_cluster(monkeypatch):
 
     def make(head: dict, workers: list[dict]) -> Cluster:
         temp = tempfile.mkdtemp(prefix="rpl", dir="/tmp")  # short: Ray's unix sockets live there
+        # Cluster writes a convenience address file into Ray's *default* temp dir whatever temp_dir says
+        # (ray/cluster_utils.py, write_ray_address); on a fresh machine that folder does not exist yet
+        os.makedirs(os.path.dirname(ray._private.utils.get_ray_address_file(None)), exist_ok=True)
         cluster = Cluster(initialize_head=True, head_node_args={**head, "include_dashboard": False, "temp_dir": temp})
         made.append((cluster, temp))
         for node in workers:
