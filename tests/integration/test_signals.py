@@ -57,8 +57,8 @@ def test_sigterm_stops_every_descendant_and_unwinds():
         sleep = [sys.executable, "-c", "import time; time.sleep(120)"]
         child = subprocess.Popen(sleep)
         server = subprocess.Popen(sleep, start_new_session=True)  # like the vLLM server
-        print("pids", child.pid, server.pid, flush=True)
-        try:
+        try:  # "pids" inside the try: a signal right after it must still unwind (a race under load)
+            print("pids", child.pid, server.pid, flush=True)
             time.sleep(120)
         finally:
             print("unwound", flush=True)
