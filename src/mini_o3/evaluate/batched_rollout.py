@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mini_o3.task import (
+    DEFAULT_PROMPT_SET,
     EpisodeSample,
     PolicyOutput,
     PolicyRequest,
@@ -43,7 +44,7 @@ def rollout(
     sampling: SamplingParams,
     *,
     counter: TokenCounter | None = None,
-    prompt_set: str | PromptSet = "mini-o3-v1",
+    prompt_set: str | PromptSet = DEFAULT_PROMPT_SET,
     parser: str = "strict",
     max_live: int = 1024,
     stats: RolloutStats | None = None,

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mini_o3.task import RolloutLimits
+from mini_o3.task import DEFAULT_PROMPT_SET, RolloutLimits
 
 from .judge import EvalJudgeConfig
 
@@ -72,7 +72,7 @@ class EvalConfig(BaseModel):
     max_pixels: int = Field(2_000_000, ge=1)
     relative_coordinates: bool = True
     # -- prompt / parser / sampling ---------------------------------------------------------
-    prompt_set: str = "mini-o3-v1"
+    prompt_set: str = DEFAULT_PROMPT_SET
     parser: Literal["strict", "lenient"] = "strict"
     do_sample: bool = True
     temperature: float = Field(1.0, ge=0)

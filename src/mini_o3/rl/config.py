@@ -27,7 +27,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..overrides import apply_overrides
-from ..task import EVAL_LIMITS, TRAIN_LIMITS, RewardWeights, RolloutLimits
+from ..task import DEFAULT_PROMPT_SET, EVAL_LIMITS, TRAIN_LIMITS, RewardWeights, RolloutLimits
 from ..task.judge import REFERENCE_JUDGE_MODEL
 
 LossAggMode = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"]
@@ -95,7 +95,7 @@ class RLConfig(BaseModel):
     val_files: list[str] = Field(default_factory=lambda: list(SEED_VAL_FILES), description="Mini-o3 val.json files")
     shuffle: bool = Field(True, description="shuffle the training set each epoch (data.shuffle)")
     seed: int = Field(1, description="data shuffle seed (data.seed)")
-    prompt_set: str = Field("mini-o3-v1", description="system prompt + observation templates (seed tool_crop / v2)")
+    prompt_set: str = Field(DEFAULT_PROMPT_SET, description="system prompt + observation templates (seed tool_crop / v2)")
     # -- batch arithmetic -------------------------------------------------------------------------
     train_batch_size: int = Field(256, gt=0, description="prompts per RL step (after rejection sampling)")
     rollout_n: int = Field(16, gt=0, description="trajectories sampled per prompt (GRPO group size)")

@@ -10,13 +10,13 @@ from .grpo import (
     loss_normalizer, masked_mean, policy_loss, trainable_segments, trajectory_trainable, valid_groups,
 )
 from .limits import EVAL_LIMITS, TRAIN_LIMITS, ApproxTokenCounter, RolloutLimits, TokenCounter
-from .prompts import MINI_O3_V1, PROMPT_SETS, PromptSet, get_prompt_set
+from .prompts import DEFAULT_PROMPT_SET, MINI_O3_V1, PROMPT_SETS, PromptSet, get_prompt_set
 from .reward import RewardWeights, compose_reward, format_reward
 from .scoring import score_answer, score_free_form, score_mme_realworld, score_multiple_choice
 from .trajectory import Segment, Trajectory, Turn
 
 __all__ = [
-    "ApproxTokenCounter", "Crop", "CropError", "EVAL_LIMITS", "EpisodeSample", "GroundingCall",
+    "ApproxTokenCounter", "Crop", "CropError", "DEFAULT_PROMPT_SET", "EVAL_LIMITS", "EpisodeSample", "GroundingCall",
     "GroundingError", "LossAgg", "MINI_O3_V1", "OverTurnMode", "PROMPT_SETS", "Policy",
     "PolicyLossOutput", "PolicyOutput", "PolicyRequest", "PromptSet", "RewardWeights",
     "RolloutLimits", "Segment", "TRAIN_LIMITS", "TokenCounter", "Trajectory", "Turn",

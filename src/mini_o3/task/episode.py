@@ -26,7 +26,7 @@ from .answer import ends_with_answer
 from .crop import Crop, as_rgb, crop, resize_initial, resize_observation
 from .grounding import GroundingError, ParserMode, has_tool_call, parse_grounding
 from .limits import ApproxTokenCounter, RolloutLimits, TokenCounter, TRAIN_LIMITS
-from .prompts import IM_END, IMAGE_PLACEHOLDER, TOOL_STOP, PromptSet, get_prompt_set
+from .prompts import DEFAULT_PROMPT_SET, IM_END, IMAGE_PLACEHOLDER, TOOL_STOP, PromptSet, get_prompt_set
 from .trajectory import ExceedReason, FinishReason, Segment, Termination, Trajectory, Turn
 
 #: Error shown to the model when its output is not valid UTF-8.
@@ -72,7 +72,7 @@ def run_episode(
     sample: EpisodeSample,
     limits: RolloutLimits = TRAIN_LIMITS,
     *,
-    prompt_set: Union[str, PromptSet] = "mini-o3-v1",
+    prompt_set: Union[str, PromptSet] = DEFAULT_PROMPT_SET,
     parser: ParserMode = "strict",
     counter: Optional[TokenCounter] = None,
 ) -> Trajectory:

@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from mini_o3.task import RewardWeights, RolloutLimits, TokenCounter
+from mini_o3.task import DEFAULT_PROMPT_SET, RewardWeights, RolloutLimits, TokenCounter
 
 from mini_o3.evaluate.hf_backend import RolloutBackend, SamplingParams
 from .data import Prompt
@@ -27,7 +27,7 @@ def validate(
     weights: RewardWeights = DEFAULT_WEIGHTS,
     extract_mode: str = "strict",
     judge: Judge | None = None,
-    prompt_set: str = "mini-o3-v1",
+    prompt_set: str = DEFAULT_PROMPT_SET,
     parser: str = "strict",
     max_live: int = 1024,
     dump: Path | None = None,

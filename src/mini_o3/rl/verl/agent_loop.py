@@ -36,7 +36,7 @@ from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutp
 from verl.experimental.agent_loop.tool_parser import ToolParser
 from verl.utils.tokenizer import build_multimodal_processor_inputs
 
-from mini_o3.task import RolloutLimits, get_prompt_set, resize_initial
+from mini_o3.task import DEFAULT_PROMPT_SET, RolloutLimits, get_prompt_set, resize_initial
 from mini_o3.task.episode import answer_termination, observation_overflows, tool_turn_exceed
 from mini_o3.task.grpo import final_eos_mask
 from mini_o3.task.prompts import IM_END, TOOL_STOP
@@ -71,7 +71,7 @@ class MiniO3AgentLoop(AgentLoopBase):
         min_pixels: int = 40_000,
         max_pixels: int = 2_000_000,
         relative_coordinates: bool = True,
-        prompt_set: str = "mini-o3-v1",
+        prompt_set: str = DEFAULT_PROMPT_SET,
         ignore_exceed: bool = True,
         ignore_void: bool = False,
         **kwargs: Any,

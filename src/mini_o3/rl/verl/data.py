@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from mini_o3.data.bench import BenchRecord
 from mini_o3.rl.local.data import iter_prompts
-from mini_o3.task import get_prompt_set
+from mini_o3.task import DEFAULT_PROMPT_SET, get_prompt_set
 
 from .names import TRAIN_AGENT, VAL_AGENT
 
@@ -66,7 +66,7 @@ def convert(
     out_file: Path,
     split: str,
     *,
-    prompt_set: str = "mini-o3-v1",
+    prompt_set: str = DEFAULT_PROMPT_SET,
     on_row: Callable[[int], None] | None = None,
 ) -> int:
     """Convert ``sources`` (unified parquet files or folders holding ``<split>.parquet``) into one
