@@ -419,20 +419,6 @@ def serve(
         _fail(str(exc))
 
 
-@app.command()
-def demo(
-    out: Path = typer.Option(Path("runs/demo"), "--out", metavar="DIR", help="Working directory of the demo run."),
-    n_test: int = typer.Option(12, "--n-test", metavar="N", min=1, help="Test questions to roll out."),
-    seed: int = typer.Option(0, "--seed", metavar="N", min=0),
-    max_new_tokens: int = typer.Option(48, "--max-new-tokens", metavar="N", min=1, help="Tiny-model tokens per turn."),
-) -> None:
-    """Tiny model + synthetic data + run_episode with the oracle and the tiny model as policies."""
-    from mini_o3.demo import DemoConfig, run_demo
-
-    _check_out(out)
-    run_demo(DemoConfig(out=out, n_test=n_test, seed=seed, max_new_tokens=max_new_tokens), console=console)
-
-
 def _register_pipeline_commands() -> None:
     """`run`, `compile`, `upload`, `submit`, `schedule` and `stage` live with the KFP layer."""
     from mini_o3.kfp.commands import register

@@ -20,18 +20,6 @@ def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
-@pytest.mark.slow
-def test_demo_runs_the_oracle_and_the_tiny_model(tmp_path):
-    run("demo", "--out", str(tmp_path), "--n-test", "3", "--max-new-tokens", "4")
-    results = json.loads((tmp_path / "results.json").read_text())
-    by_policy = {r["policy"]: r for r in results["results"]}
-    assert by_policy["oracle"]["accuracy"] == 1.0 and by_policy["oracle"]["n"] == 3
-    assert by_policy["tiny-model"]["n"] == 3 and by_policy["oracle"]["mean_turns"] >= 2
-    assert (tmp_path / "accuracy.png").stat().st_size > 1000
-    lines = (tmp_path / "trajectories.jsonl").read_text().splitlines()
-    assert len(lines) == 6 and all(json.loads(line)["termination"] for line in lines)
-
-
 def test_synth_writes_a_dataset(tmp_path):
     out = tmp_path / "Synth"
     proc = run("synth", "--out", str(out), "--n-train", "2", "--n-test", "2", "--seed", "1",

@@ -75,7 +75,7 @@ def test_help_metavars_say_what_a_flag_takes():
     assert "--overwrite " in synth and "--dry-run " in _invoke("rl", "--help").output
 
 
-COMMANDS = ["synth", "prepare coldstart", "prepare bench", "tiny-model", "sft", "rl", "eval", "serve", "demo", "run",
+COMMANDS = ["synth", "prepare coldstart", "prepare bench", "tiny-model", "sft", "rl", "eval", "serve", "run",
             "compile", "upload", "submit", "schedule", "rayjob-manifest", "stage sft", "stage rl", "stage eval"]
 
 
