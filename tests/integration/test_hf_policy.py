@@ -1,23 +1,25 @@
-"""The local HF policy drives run_episode with the tiny model on CPU."""
+"""The local HF policy (``LocalHFPolicy``) rolls out episodes with the tiny model on CPU."""
 
 import pytest
 from PIL import Image
 
-from mini_o3.evaluate.hf_policy import HFPolicy, SamplingConfig, TokenizerCounter
-from mini_o3.task import EVAL_LIMITS, EpisodeSample, PolicyRequest, run_episode
+from mini_o3.evaluate.config import EvalConfig
+from mini_o3.evaluate.hf_backend import TokenizerCounter
+from mini_o3.evaluate.local_policy import LocalHFPolicy
+from mini_o3.task import EpisodeSample, PolicyRequest, run_episode
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def policy(tiny_dir):
-    return HFPolicy(tiny_dir, SamplingConfig(max_new_tokens=6, seed=3))
+    return LocalHFPolicy(tiny_dir, EvalConfig(max_tokens_per_turn=6, concurrency=1))
 
 
 def test_tiny_model_rolls_out_an_episode(policy):
     sample = EpisodeSample("<image>\nWhat colour is the star?", Image.new("RGB", (640, 480), "navy"), "t0")
-    counter = TokenizerCounter(policy.processor.tokenizer)
-    traj = run_episode(policy, sample, EVAL_LIMITS, counter=counter)
+    counter = policy.counter
+    (traj,) = policy.rollout_batch([sample], seed=3)
     assert traj.termination in ("answer", "exceed", "void")
     turn = traj.turns[0]
     assert 1 <= turn.tokens <= 6
@@ -45,8 +47,8 @@ def test_prompt_is_the_exact_token_stream_with_expanded_images(policy):
     assert seen["pads"] == t * h * w // 4 == TokenizerCounter(policy.processor.tokenizer).image((280, 224))
 
 
-def test_same_seed_same_text(tiny_dir):
+def test_same_seed_same_text(policy):
     sample = EpisodeSample("<image>\nq", Image.new("RGB", (300, 200), "red"), "t2")
-    a = run_episode(HFPolicy(tiny_dir, SamplingConfig(max_new_tokens=5, seed=7)), sample)
-    b = run_episode(HFPolicy(tiny_dir, SamplingConfig(max_new_tokens=5, seed=7)), sample)
+    (a,) = policy.rollout_batch([sample], seed=7)
+    (b,) = policy.rollout_batch([sample], seed=7)
     assert a.model_outputs == b.model_outputs

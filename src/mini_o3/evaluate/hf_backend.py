@@ -1,5 +1,5 @@
-"""Generation backends: ``generate(batch of requests) -> list[PolicyOutput]``. The RL engine
-batches every live episode through one; ``HFPolicy`` is the one-episode view of the same code.
+"""Generation backends: ``generate(batch of requests) -> list[PolicyOutput]``. The RL engine and
+the local evaluation policy batch every live episode through one.
 
 ``HFBackend`` runs ONE left-padded ``model.generate`` (KV cache) over every request of a batch with
 all their images. A vLLM backend would implement the same ``RolloutBackend`` protocol.
@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from mini_o3.task import PolicyOutput
+from mini_o3.task import PolicyOutput, image_tokens
 
 #: Largest valid Qwen2.5 token id; larger ids (padded vocabulary) are dropped, as in the reference.
 MAX_VALID_TOKEN_ID = 151664
@@ -39,7 +39,19 @@ class SamplingParams:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = -1
-    max_new_tokens: int | None = None  # extra cap on top of each request's budget
+
+
+class TokenizerCounter:
+    """Exact context accounting with a Hugging Face tokenizer."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    def text(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def image(self, size: tuple[int, int]) -> int:
+        return image_tokens(size)
 
 
 class RolloutBackend(Protocol):
@@ -102,8 +114,6 @@ class HFBackend:
             return_tensors="pt",
         ).to(self.device)
         budgets = [max(1, request.max_tokens) for request in requests]
-        if sampling.max_new_tokens is not None:
-            budgets = [min(b, sampling.max_new_tokens) for b in budgets]
         kwargs: dict[str, Any] = dict(max_new_tokens=max(budgets), pad_token_id=self.pad_id)
         stop = list(requests[0].stop)
         if stop:

@@ -10,8 +10,7 @@ from mini_o3.task import EpisodeSample, Trajectory
 
 from .batched_rollout import rollout
 from .config import EvalConfig
-from .hf_backend import HFBackend, SamplingParams
-from .hf_policy import TokenizerCounter
+from .hf_backend import HFBackend, SamplingParams, TokenizerCounter
 from .model_identity import model_identity
 
 

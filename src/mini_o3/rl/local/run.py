@@ -79,7 +79,7 @@ def run_rl_local(
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from mini_o3.evaluate.hf_policy import TokenizerCounter
+    from mini_o3.evaluate.hf_backend import TokenizerCounter
 
     config = (config or RLConfig()).with_overrides(list(overrides)) if overrides else (config or RLConfig())
     out_dir = Path(out_dir)
