@@ -11,17 +11,13 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 from transformers import AutoProcessor
-from verl.experimental.agent_loop.agent_loop import DictConfigWrap, ToolListWrap
 from verl.utils.dataset.rl_dataset import RLHFDataset
-from verl.workers.rollout.replica import TokenOutput
 
-from mini_o3.rl import RLConfig
+from fixtures.verl_loop import IdServer, ScriptedServer, make_loop
+from fixtures.verl_loop import run as run_loop
+
 from mini_o3.rl.verl import run_rl_verl
-from mini_o3.rl.verl.agent_loop import MiniO3AgentLoop
-from mini_o3.rl.verl.command import agent_loops
-from mini_o3.rl.verl.tool import CropTool
 from mini_o3.task import resize_observation
-from mini_o3.task.prompts import IM_END
 
 pytestmark = pytest.mark.slow
 
@@ -30,33 +26,9 @@ SAMPLE = GOLDEN["sample"]
 FLAGS = "ignore_exceed=True"
 
 
-class ScriptedServer:
-    """Returns the token ids of the next scripted turn; records what each call received."""
-
-    def __init__(self, tokenizer, turns):
-        self.tokenizer, self.turns, self.calls = tokenizer, list(turns), []
-
-    async def generate(self, request_id, *, prompt_ids, sampling_params, image_data=None, **_):
-        self.calls.append({"prompt_len": len(prompt_ids), "images": len(image_data or []), "params": dict(sampling_params)})
-        text, eos = self.turns.pop(0)
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        return TokenOutput(token_ids=ids + ([self.tokenizer.convert_tokens_to_ids(IM_END)] if eos else []), stop_reason="completed")
-
-
 @pytest.fixture(scope="module")
 def processor(tiny_dir):
     return AutoProcessor.from_pretrained(str(tiny_dir))
-
-
-def make_loop(processor, server, **limits):
-    cfg = OmegaConf.create({"actor_rollout_ref": {"rollout": {"multi_turn": {"format": "minio3_grounding"},
-                                                              "response_length": 32768, "prompt_length": 8192}},
-                            "data": {}})
-    entry = {e["name"]: e for e in agent_loops(RLConfig())}["minio3_train"]
-    kwargs = {k: v for k, v in entry.items() if k not in ("name", "_target_")} | limits
-    return MiniO3AgentLoop(trainer_config=DictConfigWrap(cfg), server_manager=server, tokenizer=processor.tokenizer,
-                           processor=processor, dataset_cls=RLHFDataset, data_config=DictConfigWrap(cfg.data),
-                           hf_model_type="qwen2_5_vl", tools=ToolListWrap([CropTool({})]), **kwargs)
 
 
 def golden_turns(traj):
@@ -65,10 +37,7 @@ def golden_turns(traj):
 
 
 def run(loop, problem=SAMPLE["problem"], image=None):
-    image = image or Image.new("RGB", tuple(SAMPLE["image"]["size"]), SAMPLE["image"]["color"])
-    raw_prompt = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "\n?"}]}]
-    return asyncio.run(loop.run({"temperature": 1.0, "top_p": 1.0, "top_k": -1}, raw_prompt=raw_prompt, index=0,
-                                extra_info={"record": {"problem": problem}}))
+    return run_loop(loop, problem, image or Image.new("RGB", tuple(SAMPLE["image"]["size"]), SAMPLE["image"]["color"]))
 
 
 def expected(loop, traj, images):
@@ -111,16 +80,6 @@ def unrle(runs):
     return [value for value, count in runs for _ in range(count)]
 
 
-class IdServer:
-    """Returns the next scripted turn's token ids exactly as vLLM returned them to upstream."""
-
-    def __init__(self, turns):
-        self.turns = [unrle(t["ids"]) for t in turns]
-
-    async def generate(self, request_id, *, prompt_ids, sampling_params, image_data=None, **_):
-        return TokenOutput(token_ids=self.turns.pop(0), stop_reason="completed")
-
-
 @pytest.mark.parametrize("name", sorted(UPSTREAM["cases"]))
 def test_masks_are_upstreams(processor, name):
     """Upstream's response ids and loss mask, obtained by running Mini-o3/Mini-o3 @8654dbf on the
@@ -131,7 +90,7 @@ def test_masks_are_upstreams(processor, name):
     case = UPSTREAM["cases"][name]
     up = case["upstream"]
     for setting, flags in UPSTREAM["settings"].items():
-        loop = make_loop(processor, IdServer(case["turns"]), ignore_exceed=flags["ignore_exceed"], ignore_void=flags["ignore_void"])
+        loop = make_loop(processor, IdServer([unrle(t["ids"]) for t in case["turns"]]), ignore_exceed=flags["ignore_exceed"], ignore_void=flags["ignore_void"])
         out = run(loop)
         assert out.response_ids == unrle(up["response_ids"])
         assert out.response_mask == unrle(up["loss_mask"][setting]), setting
