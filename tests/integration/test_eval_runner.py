@@ -13,6 +13,7 @@ from mini_o3.data.bench import read_records, sample_meta
 from mini_o3.data.synthetic import OraclePolicy, SynthConfig, generate
 from mini_o3.evaluate.config import EvalConfig
 from mini_o3.evaluate.runner import EvalError, run_eval
+from mini_o3.task import answer_turn, tool_turn
 
 N_TEST = 6
 #: Runner mechanics with the rule protocol (the paper protocol's judge: test_eval_runner_openai.py).
@@ -52,8 +53,8 @@ class Scripted:
         return lambda request: self.reply
 
 
-NO_ZOOM_WRONG = Scripted("scripted:wrong", "<think>Obvious.</think>\n<answer>zzz nothing</answer>")
-ENDLESS = Scripted("scripted:endless", '<think>Zoom.</think>\n<grounding>{"bbox_2d": [0.1, 0.1, 0.6, 0.6], "source": "original_image"}</grounding>')
+NO_ZOOM_WRONG = Scripted("scripted:wrong", answer_turn("Obvious.", "zzz nothing"))
+ENDLESS = Scripted("scripted:endless", tool_turn("Zoom.", [0.1, 0.1, 0.6, 0.6]))
 
 
 def test_oracle_scores_one_and_writes_report(bench, tmp_path):

@@ -17,7 +17,7 @@ from fixtures.verl_loop import IdServer, ScriptedServer, make_loop
 from fixtures.verl_loop import run as run_loop
 
 from mini_o3.rl.verl import run_rl_verl
-from mini_o3.task import resize_observation
+from mini_o3.task import answer_turn, resize_observation, tool_turn
 
 pytestmark = pytest.mark.slow
 
@@ -119,7 +119,7 @@ def test_exceed_context_undoes_the_observation(processor):
 
 def test_validation_loop_allows_twelve_turns_and_ignore_flags(processor):
     call = GOLDEN["trajectories"]["exceed_turns"]["policy"][0]["text"]
-    turns = [(call, False)] * 8 + [("<think>t</think>\n<answer>K7Q</answer>", True)]
+    turns = [(call, False)] * 8 + [(answer_turn("t", "K7Q"), True)]
     out = run(make_loop(processor, ScriptedServer(processor.tokenizer, turns), max_turns=12, split="val"))
     assert out.extra_fields["termination"] == "answer" and out.extra_fields["turns"] == 9 and out.extra_fields["split"] == "val"
     assert len(out.multi_modal_data["images"]) == 9
@@ -153,8 +153,8 @@ def test_dry_run_data_loads_in_verl_and_rolls_out(processor, tiny_dir, tmp_path)
     assert image.size == original.size  # full resolution travels with the row
     answer = row["reward_model"]["ground_truth"]
     server = ScriptedServer(processor.tokenizer, [
-        ('<think>z</think>\n<grounding>{"bbox_2d": [0.0, 0.0, 0.5, 0.5], "source": "original_image"}</grounding>', False),
-        (f"<think>t</think>\n<answer>{answer}</answer>", True),
+        (tool_turn("z", [0.0, 0.0, 0.5, 0.5]), False),
+        (answer_turn("t", answer), True),
     ])
     loop = make_loop(processor, server, max_turns=12, split="val")
     out = asyncio.run(loop.run({"temperature": 0}, **{k: row[k] for k in ("raw_prompt", "extra_info", "index")}))

@@ -15,7 +15,9 @@ from mini_o3.task import (
     EpisodeSample,
     PolicyOutput,
     RolloutLimits,
+    answer_turn,
     run_episode,
+    tool_turn,
 )
 from mini_o3.task.episode import INVALID_UTF8
 from mini_o3.task.grounding import STRICT_NO_MATCH
@@ -25,10 +27,10 @@ SAMPLE = EpisodeSample("<image>\nWhat is the code?", IMAGE, "q1")
 
 
 def grounding(bbox, source="original_image"):
-    return f'<think>zoom</think>\n<grounding>{{"bbox_2d": {list(bbox)}, "source": "{source}"}}</grounding>'
+    return tool_turn("zoom", bbox, source)
 
 
-ANSWER = "<think>I see it.</think>\n<answer>K7Q</answer>"
+ANSWER = answer_turn("I see it.", "K7Q")
 
 
 def scripted(*outputs):

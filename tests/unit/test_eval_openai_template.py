@@ -10,14 +10,14 @@ import pytest
 from PIL import Image
 
 from mini_o3.evaluate.openai_policy import OpenAIChatPolicy, OpenAIPolicyConfig
-from mini_o3.task import EVAL_LIMITS, EpisodeSample, PolicyRequest, run_episode
+from mini_o3.task import EVAL_LIMITS, EpisodeSample, PolicyRequest, answer_turn, run_episode, tool_turn
 from mini_o3.tiny import build_tiny_tokenizer
 
 OUTPUTS = [
-    '<think>zoom</think>\n<grounding>{"bbox_2d": [0.1, 0.1, 0.5, 0.5], "source": "original_image"}</grounding>',
+    tool_turn("zoom", [0.1, 0.1, 0.5, 0.5]),
     '<think>bad</think>\n<grounding>{"bbox_2d": [0.1,</grounding>',
-    '<think>again</think>\n<grounding>{"bbox_2d": [0.2, 0.2, 0.8, 0.8], "source": "observation_1"}</grounding>',
-    "<think>done</think>\n<answer>red</answer>",
+    tool_turn("again", [0.2, 0.2, 0.8, 0.8], "observation_1"),
+    answer_turn("done", "red"),
 ]
 
 

@@ -13,16 +13,18 @@ from mini_o3.task import (
     EpisodeSample,
     PolicyOutput,
     RolloutLimits,
+    answer_turn,
     image_tokens,
     run_episode,
+    tool_turn,
 )
 from mini_o3.tiny import build_tiny_processor
 
 IMAGE_PAD = 151655
 IM_END = 151645
-CALL = '<think>zoom</think>\n<grounding>{"bbox_2d": [0.25, 0.25, 0.75, 0.75], "source": "original_image"}</grounding>'
+CALL = tool_turn("zoom", [0.25, 0.25, 0.75, 0.75])
 BAD_CALL = '<think>zoom</think>\n<grounding>{"bbox_2d":[0.1,0.1],"source":"x"}</grounding>'
-ANSWER = "<think>seen</think>\n<answer>B</answer>"
+ANSWER = answer_turn("seen", "B")
 LIMITS = RolloutLimits(max_turns=4, min_pixels=3136, max_pixels=100_000)
 
 

@@ -5,10 +5,10 @@ from PIL import Image
 
 from mini_o3.evaluate.hf_backend import SamplingParams
 from mini_o3.evaluate.batched_rollout import RolloutError, rollout
-from mini_o3.task import EpisodeSample, PolicyOutput, RolloutLimits
+from mini_o3.task import EpisodeSample, PolicyOutput, RolloutLimits, answer_turn, tool_turn
 
-CALL = '<think>z</think>\n<grounding>{"bbox_2d": [0.1, 0.1, 0.6, 0.6], "source": "original_image"}</grounding>'
-ANSWER = "<think>s</think>\n<answer>A</answer>"
+CALL = tool_turn("z", [0.1, 0.1, 0.6, 0.6])
+ANSWER = answer_turn("s", "A")
 LIMITS = RolloutLimits(max_turns=4, min_pixels=3136, max_pixels=60_000)
 
 

@@ -17,12 +17,13 @@ from mini_o3.rl.verl.parser import GroundingToolParser, LenientGroundingToolPars
 from mini_o3.rl.verl.reward import compute_score
 from mini_o3.rl.verl.sampler import filtered_groups
 from mini_o3.rl.verl.tool import CropTool
+from mini_o3.task import answer_turn, tool_turn
 from mini_o3.task.grounding import STRICT_NO_MATCH
 from verl.experimental.agent_loop.tool_parser import ToolParser
 from verl.trainer.ppo.core_algos import get_adv_estimator_fn
 
 GROUPS = json.loads((Path(__file__).parents[1] / "data" / "golden_rl" / "groups.json").read_text())["groups"]
-CALL = '<think>x</think>\n<grounding>{"bbox_2d": [0.25, 0.5, 0.75, 1.0], "source": "observation_1"}</grounding>'
+CALL = tool_turn("x", [0.25, 0.5, 0.75, 1.0], "observation_1")
 
 
 # -- parser ------------------------------------------------------------------------------------
@@ -113,9 +114,9 @@ def _score(outputs, **extra):
 
 
 def test_reward_scores_the_turn_texts_not_the_decoded_response():
-    right = _score([CALL, "<think>t</think>\n<answer>(B) blue</answer>"], exceed=False, turns=2)
+    right = _score([CALL, answer_turn("t", "(B) blue")], exceed=False, turns=2)
     assert right == {"score": 1.0, "acc": 1.0, "format": 1.0, "judge_failed": False, "exceed": False, "void": False, "turns": 2}
-    assert _score(["<think>t</think>\n<answer>A</answer>"])["score"] == 0.0
+    assert _score([answer_turn("t", "A")])["score"] == 0.0
     # An exceed trajectory has no answer: 0, flagged for the filter and metrics.
     assert _score([CALL] * 6, exceed=True) | {} == {"score": 0.0, "acc": 0.0, "format": 0.0, "judge_failed": False,
                                                    "exceed": True, "void": False, "turns": 6}

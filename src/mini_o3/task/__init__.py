@@ -14,6 +14,7 @@ from .prompts import DEFAULT_PROMPT_SET, MINI_O3_V1, PROMPT_SETS, PromptSet, get
 from .reward import RewardWeights, compose_reward, format_reward
 from .scoring import score_answer, score_free_form, score_mme_realworld, score_multiple_choice
 from .trajectory import Segment, Trajectory, Turn
+from .turn_text import answer_block, answer_turn, grounding_block, observation_source, think_block, tool_turn
 
 __all__ = [
     "ApproxTokenCounter", "Crop", "CropError", "DEFAULT_PROMPT_SET", "EVAL_LIMITS", "EpisodeSample", "GroundingCall",
@@ -25,4 +26,5 @@ __all__ = [
     "loss_normalizer", "masked_mean", "parse_grounding", "policy_loss", "resize_initial",
     "resize_observation", "run_episode", "score_answer", "score_free_form", "score_mme_realworld",
     "score_multiple_choice", "trainable_segments", "trajectory_trainable", "valid_groups",
+    "answer_block", "answer_turn", "grounding_block", "observation_source", "think_block", "tool_turn",
 ]

@@ -33,6 +33,7 @@ FORCED_ASPECT = 190
 #: has no bound, we refuse beyond it rather than allocate.
 MAX_REPEAT = 1 << 24
 TOO_LONG = "a bbox_2d item is too long to scale: {kind} of length {length} times {factor}"
+#: ``source`` of a crop of the original image (``observation_i``: of the i-th crop).
 ORIGINAL_IMAGE = "original_image"
 _OBSERVATION_RE = re.compile(r"observation_([0-9]*)", re.DOTALL)
 

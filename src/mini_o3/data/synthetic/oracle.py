@@ -14,14 +14,14 @@ Use it with ``run_episode(OraclePolicy(meta, "coarse_to_fine"), sample)``.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
-from ...task import PolicyRequest, Trajectory
+from ...task import PolicyRequest, Trajectory, answer_turn, observation_source, tool_turn
+from ...task.crop import ORIGINAL_IMAGE
 from ..schemas import BBox, SampleMeta
 from .config import STRATEGIES, Strategy
 
@@ -203,7 +203,7 @@ class OraclePolicy:
     def _fine(pick, coarse: BBox, final: BBox, observation: int) -> _Zoom:
         local = (final[0] - coarse[0], final[1] - coarse[1], final[2] - coarse[0], final[3] - coarse[1])
         where = _where(local, coarse[2] - coarse[0], coarse[3] - coarse[1])
-        return _Zoom(final, True, pick(_FINE, where=where, source=f"observation_{observation}"))
+        return _Zoom(final, True, pick(_FINE, where=where, source=observation_source(observation)))
 
     def _wrong_region(self, rng: np.random.Generator, final: BBox) -> tuple[BBox, Optional[str]]:
         """A region around a look-alike (else a random one) that does not touch the target."""
@@ -246,12 +246,11 @@ class OraclePolicy:
         if failed:
             raise OracleError(f"{self.meta.doc_id}: tool call of turn {failed[0]} failed: {traj.turns[failed[0]].error}")
         if turn >= len(self.steps):
-            return f"<think>{self.answer_think}</think>\n<answer>{self.meta.solution}</answer>"
+            return answer_turn(self.answer_think, self.meta.solution)
         step = self.steps[turn]
         if step.on_observation:
             index = len(traj.raw_images) - 1
-            source, origin, size = f"observation_{index}", _origin(traj, index), traj.raw_images[index].size
+            source, origin, size = observation_source(index), _origin(traj, index), traj.raw_images[index].size
         else:
-            source, origin, size = "original_image", (0, 0), (self.meta.width, self.meta.height)
-        payload = json.dumps({"bbox_2d": _relative(step.region, origin, size), "source": source})
-        return f"<think>{step.think}</think>\n<grounding>{payload}</grounding>"
+            source, origin, size = ORIGINAL_IMAGE, (0, 0), (self.meta.width, self.meta.height)
+        return tool_turn(step.think, _relative(step.region, origin, size), source)
