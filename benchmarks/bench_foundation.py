@@ -19,7 +19,7 @@ from PIL import Image
 
 from mini_o3.data.schemas import read_meta_jsonl, read_rows
 from mini_o3.data.synthetic import STRATEGIES, OraclePolicy, SynthConfig, generate
-from mini_o3.task import EVAL_LIMITS, EpisodeSample, GroundingCall, crop, parse_grounding, resize_initial, resize_observation, run_episode
+from mini_o3.task import EVAL_LIMITS, EpisodeSample, crop, parse_grounding, resize_initial, resize_observation, run_episode
 
 CALL = '<think>zoom</think>\n<grounding>{"bbox_2d": [0.412, 0.233, 0.47, 0.301], "source": "original_image"}</grounding>'
 

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Literal
 
 from . import __version__
 
-Runtime = Literal["base", "sft", "rl", "eval"]
 RUNTIMES: tuple[str, ...] = ("base", "sft", "rl", "eval")
 DEFAULT_REGISTRY = "ghcr.io/mini-o3"
 REGISTRY_ENV = "MINI_O3_IMAGE_REGISTRY"

@@ -20,7 +20,6 @@ from typing import Any
 from mini_o3 import tracking
 from mini_o3.redact import redact_text
 
-DEFAULT_MODEL = "mini-o3"
 DEFAULT_ALIAS = "candidate"
 CHAMPION = "champion"
 TAG_DIGEST = "mini_o3.digest"

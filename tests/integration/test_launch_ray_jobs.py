@@ -126,12 +126,12 @@ TINY_RL = [
 def test_reference_engine_runs_through_the_launcher(ray_head, tiny_dir, tmp_path):
     """Requirement 4: `mini-o3 rl --engine local` as a Ray job, no GPU (the RayJob mode runs the same entrypoint)."""
     from mini_o3.data.synthetic import SynthConfig, generate
-    from mini_o3.launch import reference_engine_entrypoint
 
     synth = tmp_path / "syn"
     generate(SynthConfig(width_range=(512, 640), height_range=(512, 640)), synth, 2, 1, seed=0, progress=False)
     out = tmp_path / "rl"
-    entry = reference_engine_entrypoint(str(tiny_dir), [synth], [synth], out, TINY_RL)
+    entry = ["mini-o3", "rl", "--engine", "local", "--model", str(tiny_dir), "--train", str(synth), "--val", str(synth),
+             "--out", str(out), *(arg for item in TINY_RL for arg in ("--set", item))]
     settings = LaunchSettings(mode="ray", ray_address=ray_head.address, timeout_s=240,
                               env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"})
     result = run_remote(entry, settings, name=unique("rl-local"), echo=lambda line: None)

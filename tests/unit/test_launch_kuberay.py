@@ -23,7 +23,6 @@ from mini_o3.launch import (
     Terminated,
     build_rayjob,
     decide,
-    reference_engine_settings,
 )
 from mini_o3.launch.rbac import allows
 
@@ -330,8 +329,8 @@ def test_launch_validates_before_creating(kube):
 
 
 def test_reference_engine_job_runs_on_the_fake_cluster(kube):
-    body = build_rayjob("mo3-rl-smoke", ["mini-o3", "rl", "--engine", "local"], reference_engine_settings(),
-                        namespace=NS, owner={})
+    head_only = LaunchSettings(mode="rayjob", workers=0, gpus_per_worker=0, head_cpus="8", head_memory="32Gi")
+    body = build_rayjob("mo3-rl-smoke", ["mini-o3", "rl", "--engine", "local"], head_only, namespace=NS, owner={})
     watch = ScriptedWatch(kube, "mo3-rl-smoke", [sequence("success")["statuses"]])
     assert launcher(kube, watch).launch(body, echo=lambda s: None).status == "SUCCEEDED"
 

@@ -19,11 +19,7 @@ from mini_o3.launch import (
     SecretRef,
     build_rayjob,
     job_name,
-    reference_engine_entrypoint,
-    reference_engine_settings,
     s3_secret_env,
-    sft_ray_entrypoint,
-    sft_ray_settings,
     validate_rayjob,
 )
 from mini_o3.launch.crd_schema import (
@@ -114,29 +110,31 @@ def test_no_owner_reference_across_namespaces(monkeypatch):
     assert "ownerReferences" not in m["metadata"]  # the GC would delete the RayJob at once
 
 
+#: The reference engine's RayJob: one CPU head pod (its driver does all the work), no GPU.
+HEAD_ONLY = LaunchSettings(mode="rayjob", workers=0, gpus_per_worker=0, head_cpus="8", head_memory="32Gi", shm_size="8Gi")
+
+
 def test_reference_engine_rayjob_needs_no_gpu():
-    entry = reference_engine_entrypoint("s3://b/sft/model", ["s3://b/data/train"], ["s3://b/data/val"], "/work/rl",
-                                        ["judge.enabled=false"])
-    assert entry[:4] == ["mini-o3", "rl", "--engine", "local"] and entry[-2:] == ["--set", "judge.enabled=false"]
-    m = build_rayjob("mo3-rl-smoke", entry, reference_engine_settings(), owner={})
+    entry = ["mini-o3", "stage", "rl", "--engine", "local", "--set", "judge.enabled=false"]
+    m = build_rayjob("mo3-rl-smoke", entry, HEAD_ONLY, owner={})
     validate_rayjob(m)
     assert "workerGroupSpecs" not in m["spec"]["rayClusterSpec"]
     assert "nvidia.com/gpu" not in json.dumps(m)
-    cpu_workers = build_rayjob("mo3-rl-smoke", entry, reference_engine_settings(workers=2), owner={})
+    cpu_workers = build_rayjob("mo3-rl-smoke", entry, HEAD_ONLY.model_copy(update={"workers": 2}), owner={})
     group = cpu_workers["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
     assert group["groupName"] == "cpu-workers" and group["rayStartParams"] == {"num-gpus": "0"}
     assert "nvidia.com/gpu" not in json.dumps(cpu_workers)
 
 
-def test_sft_ray_mode_presets():
-    entry = sft_ray_entrypoint("/data/coldstart", "Qwen/Qwen2.5-VL-7B-Instruct", "/work/sft", num_workers=16)
-    assert "launch.mode=ray" in entry and "launch.ray_init_kwargs.address=auto" in entry and "launch.ray_num_workers=16" in entry
-    s = sft_ray_settings(16)
-    assert (s.workers, s.gpus_per_worker, s.cpus_per_worker) == (2, 8, "82")
-    validate_rayjob(build_rayjob("mo3-sft-x", entry, s, owner={}))
-    assert (sft_ray_settings(2).workers, sft_ray_settings(2).gpus_per_worker) == (1, 2)
-    with pytest.raises(ValueError, match="needs GPUs"):
-        sft_ray_settings(1, gpus_per_worker=0)
+def test_sft_ray_mode_worker_pods_fit_llamafactory_bundles():
+    """LLaMA-Factory's Ray mode reserves {GPU: 1, CPU: 10} per GPU: an 8-GPU pod needs 82 CPUs."""
+    from mini_o3.launch.presets import sft_cpus_per_worker
+
+    assert (sft_cpus_per_worker(8), sft_cpus_per_worker(2)) == ("82", "22")
+    entry = ["mini-o3", "stage", "sft", "--set", "launch.mode=ray", "--set", "launch.ray_num_workers=16"]
+    s = LaunchSettings(mode="rayjob", workers=2, gpus_per_worker=8, cpus_per_worker=sft_cpus_per_worker(8))
+    group = build_rayjob("mo3-sft-x", entry, s, owner={})["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    assert group["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "82"
 
 
 def broken(mutate):
@@ -160,9 +158,11 @@ def broken(mutate):
     (lambda m: m["metadata"].update(name="mo3-" + "x" * 44), "metadata.name: 'mo3-xxxx"),
     (lambda m: m["metadata"].update(name="Mo3_RL"), "is not a DNS-1035 label"),
     (lambda m: m["spec"].update(runtimeEnvYAML="env_vars: [unclosed"), "spec.runtimeEnvYAML: not valid YAML"),
-    (lambda m: m["spec"].update(submissionMode="K8sJobMod"), "spec.submissionMode: 'K8sJobMod' is not one of"),
+    (lambda m: m["spec"].update(submissionMode="K8sJobMod"), "spec.submissionMode: 'K8sJobMod'; the launcher runs K8sJobMode jobs only"),
     (lambda m: m["spec"].update(activeDeadlineSeconds=0), "spec.activeDeadlineSeconds: must be positive"),
-    (lambda m: m["spec"].update(clusterSelector={"ray.io/cluster": "c"}), "set only one of rayClusterSpec and clusterSelector"),
+    (lambda m: m["spec"].update(clusterSelector={"ray.io/cluster": "c"}), "spec.clusterSelector: not supported"),
+    (lambda m: m["spec"].update(suspend=True), "spec.suspend: not supported"),
+    (lambda m: m["spec"].pop("rayClusterSpec"), "spec.rayClusterSpec: required"),
     (lambda m: m["spec"]["rayClusterSpec"]["workerGroupSpecs"][0].update(minReplicas=5), "minReplicas 5 > maxReplicas 4"),
     (lambda m: m["metadata"]["labels"].update({"mini-o3/run-id": "a" * 64}), "invalid label value"),
 ])
@@ -310,5 +310,5 @@ def test_multi_pod_rayjob_without_claim_is_refused_before_anything_is_created():
     with pytest.raises(LaunchError, match="work_volume_claim"):  # the one call the KFP steps make
         run_remote(ENTRY, representative(), name="mo3-rl-abc", echo=lambda line: None)
     assert shared_work_problem(LaunchSettings(mode="rayjob", workers=4, work_volume_claim="w")) is None
-    assert shared_work_problem(reference_engine_settings()) is None  # head-only smoke: no claim needed
+    assert shared_work_problem(HEAD_ONLY) is None  # head-only smoke: no claim needed
     assert shared_work_problem(LaunchSettings(mode="ray", workers=4)) is None  # existing cluster: the user's storage

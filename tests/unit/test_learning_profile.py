@@ -8,7 +8,7 @@ import json
 import pytest
 
 from mini_o3.data.synthetic import SynthConfig, make_item, oracle_rollouts
-from mini_o3.data.synthetic.grid import QUADRANT_BOXES, GridSpec, cell_name, quadrants
+from mini_o3.data.synthetic.grid import GridSpec, cell_name, quadrants
 from mini_o3.evaluate.learning import learning_summary, paired_delta
 from mini_o3.evaluate.metrics import chance_level, follows_protocol
 from mini_o3.rl.local.collect import Group, NotEnoughValidGroups, collect_groups

@@ -27,11 +27,6 @@ from ..atomic import write_text_atomic
 BASE_IMAGE_DIR_ENV = "BASE_IMAGE_DIR"
 #: Every ``problem`` starts with this: one image placeholder, then the question.
 PROBLEM_PREFIX = "<image>\n"
-#: ``data_source`` values the reference reward dispatcher knows, plus ours.
-REFERENCE_DATA_SOURCES = (
-    "visual_probe_train", "deepeyes_train", "visual_probe_easy", "visual_probe_medium",
-    "visual_probe_hard", "vstar_bench",
-)
 SYNTHETIC_DATA_SOURCES = ("synthetic_easy", "synthetic_medium", "synthetic_hard", "synthetic_grid")
 
 Difficulty = Literal["easy", "medium", "hard"]

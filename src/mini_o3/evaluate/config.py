@@ -38,7 +38,6 @@ _RUN_CONTROL = {"k", "k_by_family", "default_k", "limit", "concurrency", "viewer
 
 #: Scoring protocols: ``paper`` (judge on every sample, as upstream's validation) or ``rule``.
 Protocol = Literal["paper", "rule"]
-PROTOCOLS: tuple[str, ...] = ("paper", "rule")
 
 #: ServeConfig fields that only say how the server is run, not what it generates.
 _SERVE_TRANSPORT = {"executable", "host", "port", "health_timeout_s", "stop_timeout_s", "log_path"}

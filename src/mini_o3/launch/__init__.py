@@ -5,20 +5,12 @@ stream or fetch the job's logs, succeed only on the remote success status, raise
 :class:`LaunchError` with the reason and the last log lines otherwise, and stop / delete the remote
 job on SIGTERM and Ctrl-C. Modules: ``settings`` (LaunchSettings, names), ``ray_jobs`` (Jobs API),
 ``rayjob`` (manifest builder + validation), ``crd_schema`` (CRD → JSON Schema), ``kuberay``
-(RayJob launcher + success rule), ``signals``, ``rbac``, ``presets`` (entrypoints of the stages
-that run remotely, Secret env).
+(RayJob launcher + success rule), ``signals``, ``rbac``, ``presets`` (Secret env, worker-pod CPUs
+per GPU).
 """
 
 from .kuberay import Decision, RayJobLauncher, decide, rayjob_manifest, run_rayjob
-from .presets import (
-    forwarded_env,
-    judge_secret_env,
-    reference_engine_entrypoint,
-    reference_engine_settings,
-    s3_secret_env,
-    sft_ray_entrypoint,
-    sft_ray_settings,
-)
+from .presets import judge_secret_env, s3_secret_env
 from .rayjob import (
     RayJobValidationError,
     build_rayjob,
@@ -42,17 +34,12 @@ __all__ = [
     "Terminated",
     "build_rayjob",
     "decide",
-    "forwarded_env",
     "job_name",
     "judge_secret_env",
-    "reference_engine_entrypoint",
-    "reference_engine_settings",
     "rayjob_manifest",
     "run_rayjob",
     "run_remote",
     "s3_secret_env",
-    "sft_ray_entrypoint",
-    "sft_ray_settings",
     "shared_work_problem",
     "sigterm_raises",
     "validate_rayjob",

@@ -24,7 +24,7 @@ from the downward API, or ``KFP_POD_NAME`` + ``KFP_POD_UID``, which the KFP v2 b
 :func:`validate_rayjob` checks a manifest against the RayJob CRD schema of KubeRay v1.7.0 (strict:
 unknown fields are errors; :mod:`.crd_schema`) and the controller's rules the schema cannot express
 (``ValidateRayJobMetadata`` / ``ValidateRayJobSpec`` / ``ValidateRayClusterSpec`` and the CRD's CEL
-rules), and raises :class:`RayJobValidationError` listing every problem with its field path.
+rules) for the one shape the builder emits (K8sJobMode on its own ``rayClusterSpec``), and raises :class:`RayJobValidationError` listing every problem with its field path.
 """
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ CA_VOLUME = "mini-o3-ca"
 #: Where the CA bundle of ``ca_bundle_config_map`` / ``ca_bundle_secret`` lands on the Ray pods (AWS_CA_BUNDLE).
 CA_BUNDLE_PATH = "/etc/mini-o3/ca/ca.crt"
 SERVICEACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-SUBMISSION_MODES = ("K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode")
-MANAGED_BY = ("ray.io/kuberay-operator", "kueue.x-k8s.io/multikueue")
+SUBMISSION_MODE = "K8sJobMode"
+#: RayJob fields of the other shapes (an existing cluster, suspension, custom deletion, another manager).
+UNSUPPORTED_SPEC_FIELDS = ("clusterSelector", "suspend", "deletionStrategy", "managedBy", "submitterConfig")
 SUBMITTER_RESOURCES = {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
@@ -266,7 +267,7 @@ def build_rayjob(name: str, entrypoint: list[str], settings: LaunchSettings, *, 
     submitter["spec"].pop("volumes")
     spec: dict[str, Any] = {
         "entrypoint": shlex.join(entrypoint),
-        "submissionMode": "K8sJobMode",
+        "submissionMode": SUBMISSION_MODE,
         "submitterPodTemplate": submitter,
         "shutdownAfterJobFinishes": True,
         "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
@@ -345,7 +346,8 @@ def _group_problems(where: str, group: dict[str, Any]) -> list[str]:
 
 
 def controller_problems(manifest: dict[str, Any]) -> list[str]:
-    """What the KubeRay v1.7.0 controller / CEL rules reject that the schema lets through."""
+    """What the KubeRay v1.7.0 controller / CEL rules reject that the schema lets through, for the one
+    shape :func:`build_rayjob` emits (other submission modes and fields are refused outright)."""
     problems: list[str] = []
     if manifest.get("apiVersion") != API_VERSION:
         problems.append(f"apiVersion: must be {API_VERSION!r}, got {manifest.get('apiVersion')!r}")
@@ -365,56 +367,21 @@ def controller_problems(manifest: dict[str, Any]) -> list[str]:
     if not isinstance(spec, dict):
         return [*problems, "spec: required"]
     shutdown = bool(spec.get("shutdownAfterJobFinishes"))
-    mode = spec.get("submissionMode", "K8sJobMode")
-    selector = spec.get("clusterSelector") or {}
+    mode = spec.get("submissionMode", SUBMISSION_MODE)
     cluster = spec.get("rayClusterSpec")
-    backoff = spec.get("backoffLimit")
-    if mode not in SUBMISSION_MODES:
-        problems.append(f"spec.submissionMode: {mode!r} is not one of {', '.join(SUBMISSION_MODES)}")
-    if spec.get("suspend") and not shutdown:
-        problems.append("spec.suspend: a RayJob needs shutdownAfterJobFinishes: true to be suspended")
+    # build_rayjob emits one shape: a K8sJobMode job on its own rayClusterSpec, deleted when it finishes.
+    if mode != SUBMISSION_MODE:
+        problems.append(f"spec.submissionMode: {mode!r}; the launcher runs {SUBMISSION_MODE} jobs only")
+    for field in UNSUPPORTED_SPEC_FIELDS:
+        if field in spec:
+            problems.append(f"spec.{field}: not supported (each job gets its own cluster, deleted when it finishes)")
     ttl = spec.get("ttlSecondsAfterFinished")
     if isinstance(ttl, int) and ttl < 0:
         problems.append("spec.ttlSecondsAfterFinished: must be non-negative")
-    if isinstance(ttl, int) and ttl > 0 and not shutdown and not spec.get("deletionStrategy"):
+    if isinstance(ttl, int) and ttl > 0 and not shutdown:
         problems.append("spec.ttlSecondsAfterFinished: needs shutdownAfterJobFinishes: true")
-    strategy = spec.get("deletionStrategy")
-    if strategy is not None:
-        rules = strategy.get("deletionRules")
-        legacy = "onSuccess" in strategy or "onFailure" in strategy
-        if shutdown:
-            problems.append("spec.deletionStrategy: cannot be combined with shutdownAfterJobFinishes")
-        if legacy and rules:
-            problems.append("spec.deletionStrategy: legacy onSuccess/onFailure and deletionRules cannot be used together")
-        if not rules and not ("onSuccess" in strategy and "onFailure" in strategy):
-            problems.append("spec.deletionStrategy: needs both onSuccess and onFailure, or deletionRules")
-        for i, rule in enumerate(rules or []):
-            cond = rule.get("condition") or {}
-            if ("jobStatus" in cond) == ("jobDeploymentStatus" in cond):
-                problems.append(f"spec.deletionStrategy.deletionRules[{i}].condition: needs exactly one of jobStatus, jobDeploymentStatus")
-    if selector:
-        if cluster is not None:
-            problems.append("spec: set only one of rayClusterSpec and clusterSelector")
-        if not selector.get("ray.io/cluster"):
-            problems.append("spec.clusterSelector: the ray.io/cluster entry (cluster name) must not be empty")
-        if spec.get("suspend"):
-            problems.append("spec.suspend: not supported with clusterSelector")
-        if mode == "SidecarMode":
-            problems.append("spec.clusterSelector: not supported in SidecarMode")
-        if isinstance(backoff, int) and backoff > 0:
-            problems.append("spec.backoffLimit: retries are not supported with clusterSelector")
-    elif cluster is None:
-        problems.append("spec: one of rayClusterSpec or clusterSelector is required")
-    if mode == "InteractiveMode" and isinstance(backoff, int) and backoff > 0:
-        problems.append("spec.backoffLimit: incompatible with InteractiveMode")
-    if mode == "SidecarMode":
-        if "submitterPodTemplate" in spec:
-            problems.append("spec.submitterPodTemplate: not supported in SidecarMode")
-        if "submitterConfig" in spec:
-            problems.append("spec.submitterConfig: not supported in SidecarMode")
-        restart = ((cluster or {}).get("headGroupSpec", {}).get("template", {}).get("spec", {}).get("restartPolicy"))
-        if restart not in (None, "", "Never"):
-            problems.append("spec.rayClusterSpec.headGroupSpec.template.spec.restartPolicy: must be Never or unset in SidecarMode")
+    if cluster is None:
+        problems.append("spec.rayClusterSpec: required")
     if isinstance(cluster, dict):
         head = cluster.get("headGroupSpec") or {}
         problems += _group_problems("spec.rayClusterSpec.headGroupSpec", head)
@@ -431,11 +398,6 @@ def controller_problems(manifest: dict[str, Any]) -> list[str]:
                 problems.append(f"{where}: minReplicas {lo} > maxReplicas {hi}")
             if isinstance(n, int) and isinstance(hi, int) and isinstance(lo, int) and not lo <= n <= hi:
                 problems.append(f"{where}.replicas: {n} outside [minReplicas {lo}, maxReplicas {hi}]")
-        if (cluster.get("authOptions") or {}).get("mode") == "token":
-            problems.append("spec.rayClusterSpec.authOptions.mode: Kubernetes token auth is not supported for RayJob")
-    for field in ("managedBy",):
-        if field in spec and spec[field] not in MANAGED_BY:
-            problems.append(f"spec.{field}: must be one of {', '.join(MANAGED_BY)}")
     runtime_env = spec.get("runtimeEnvYAML")
     if isinstance(runtime_env, str) and runtime_env.strip():
         try:

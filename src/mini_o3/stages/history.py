@@ -187,8 +187,7 @@ def summary_metrics(report: Mapping[str, Any]) -> dict[str, float]:
     for bench, data in report["benchmarks"].items():
         overall = data["overall"]
         ci = overall.get("ci95") or [None, None]
-        for key, value in (("avg_at_k", overall.get("avg_at_k")), ("ci95_low", ci[0]), ("ci95_high", ci[1]),
-                           ("se", overall.get("se"))):
+        for key, value in zip(METRICS, (overall.get("avg_at_k"), ci[0], ci[1], overall.get("se")), strict=True):
             if isinstance(value, (int, float)):
                 out[f"{key}/{bench}"] = float(value)
     return out

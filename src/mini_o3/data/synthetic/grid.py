@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ...task import PolicyRequest
-from ..schemas import PROBLEM_PREFIX, BBox, SampleMeta, option_letter_at, problem_text, relative_box
+from ..schemas import BBox, SampleMeta, option_letter_at, problem_text, relative_box
 from .canvas import shape_mask
 
 GridStrategy = Literal["zoom", "recover", "no_zoom"]

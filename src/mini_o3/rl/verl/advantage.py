@@ -22,8 +22,6 @@ from verl.trainer.ppo.core_algos import register_adv_est
 
 from mini_o3.task.grpo import OverTurnMode, group_advantages
 
-ESTIMATORS: dict[str, OverTurnMode] = {"grpo_minio3": "code", "grpo_minio3_paper": "paper"}
-
 
 def minio3_scores(
     token_level_rewards: torch.Tensor, response_mask: torch.Tensor, index: np.ndarray, mode: OverTurnMode, eps: float = 1e-6
