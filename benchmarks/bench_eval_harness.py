@@ -24,7 +24,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from fixtures.scripted_server import ScriptedServer, synthetic_items
 
-from mini_o3.evaluate.openai_policy import OpenAIChatPolicy, OpenAIPolicyConfig
+from mini_o3.rollout.openai_policy import OpenAIChatPolicy, OpenAIPolicyConfig
 from mini_o3.task import EVAL_LIMITS, run_episode
 
 

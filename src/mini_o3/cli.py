@@ -409,8 +409,8 @@ def serve(
     overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="ServeConfig override KEY=VALUE (repeatable)."),
 ) -> None:
     """Start `vllm serve` with the flags Mini-o3 needs; waits for health; stops cleanly on Ctrl-C."""
-    from mini_o3.evaluate.serve import ServeConfig, ServeError
-    from mini_o3.evaluate.serve import serve as run_server
+    from mini_o3.rollout.serve import ServeConfig, ServeError
+    from mini_o3.rollout.serve import serve as run_server
     from mini_o3.overrides import apply_overrides
 
     try:

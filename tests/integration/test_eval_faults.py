@@ -21,7 +21,7 @@ from mini_o3.cli import app
 from mini_o3.data.bench import read_records, sample_meta
 from mini_o3.data.synthetic import SynthConfig, generate
 from mini_o3.evaluate.config import EvalConfig
-from mini_o3.evaluate.judge import EvalJudgeConfig
+from mini_o3.judge.client import EvalJudgeConfig
 from mini_o3.evaluate.runner import run_eval
 
 N_TEST = 20

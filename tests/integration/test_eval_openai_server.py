@@ -9,7 +9,7 @@ import pytest
 
 from fixtures.scripted_server import ScriptedServer, synthetic_items
 
-from mini_o3.evaluate.openai_policy import (
+from mini_o3.rollout.openai_policy import (
     OpenAIChatPolicy,
     OpenAIPolicyConfig,
     request_seed,

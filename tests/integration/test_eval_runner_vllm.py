@@ -14,8 +14,8 @@ import pytest
 
 from mini_o3.data.synthetic import SynthConfig, generate
 from mini_o3.evaluate.config import EvalConfig
-from mini_o3.evaluate.judge import EvalJudgeConfig
-from mini_o3.evaluate.model_identity import model_fingerprint
+from mini_o3.judge.client import EvalJudgeConfig
+from mini_o3.rollout.model_identity import model_fingerprint
 from mini_o3.evaluate.runner import EvalError, run_eval
 
 N_TEST = 3

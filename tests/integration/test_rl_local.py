@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from mini_o3.data.synthetic import SynthConfig, generate
-from mini_o3.rl.local import GenerationRequest, HFBackend, SamplingParams, run_rl_local
+from mini_o3.rl.local import run_rl_local
+from mini_o3.rollout.hf_backend import GenerationRequest, HFBackend, SamplingParams
 from mini_o3.task import get_prompt_set
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 
-from mini_o3.evaluate.judge import EvalJudgeConfig, Judge, JudgeError
+from mini_o3.judge.client import EvalJudgeConfig, Judge, JudgeError
 from mini_o3.rl.config import JudgeConfig
 
 Q = "<image>\nWhat number is on the door?"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mini_o3.evaluate.model_identity import model_fingerprint, model_identity
+from mini_o3.rollout.model_identity import model_fingerprint, model_identity
 
 
 def _folder(path: Path, weights: bytes, config: str = '{"a": 1}') -> Path:

@@ -11,7 +11,7 @@ from PIL import Image
 from fixtures.fault_server import Fault, fault_server_fixture  # noqa: F401 (registers `fault_server`)
 from fixtures.scripted_server import ScriptedItem
 
-from mini_o3.evaluate.openai_policy import OpenAIChatPolicy, OpenAIPolicyConfig, OpenAIPolicyError
+from mini_o3.rollout.openai_policy import OpenAIChatPolicy, OpenAIPolicyConfig, OpenAIPolicyError
 from mini_o3.task import EVAL_LIMITS, EpisodeSample, run_episode
 
 QUESTION = "What is written on the sign?"
@@ -91,7 +91,7 @@ def test_runaway_reply_is_cut_as_a_length_cut(fault_server):
 
 
 def test_bound_reply_without_usage():
-    from mini_o3.evaluate.openai_policy import bound_reply
+    from mini_o3.rollout.openai_policy import bound_reply
 
     text, tokens, cut = bound_reply("y" * 10_000, None, 10)
     assert cut and tokens == 10 and len(text) == 160
@@ -102,7 +102,7 @@ def test_bound_reply_without_usage():
 
 
 def _judge(server, **kw):
-    from mini_o3.evaluate.judge import EvalJudgeConfig, Judge
+    from mini_o3.judge.client import EvalJudgeConfig, Judge
 
     kw.setdefault("max_attempts", 2)
     return Judge(EvalJudgeConfig(api="openai", base_url=server.base_url, model="judge", retry_sleep_s=0.0,

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from fixtures.scripted_server import ScriptedItem
 
-from mini_o3.evaluate.openai_policy import (
+from mini_o3.rollout.openai_policy import (
     OpenAIChatPolicy,
     OpenAIPolicyConfig,
     OpenAIPolicyError,

@@ -9,7 +9,7 @@ import json
 import pytest
 from PIL import Image
 
-from mini_o3.evaluate.openai_policy import OpenAIChatPolicy, OpenAIPolicyConfig
+from mini_o3.rollout.openai_policy import OpenAIChatPolicy, OpenAIPolicyConfig
 from mini_o3.task import EVAL_LIMITS, EpisodeSample, PolicyRequest, answer_turn, run_episode, tool_turn
 from mini_o3.tiny import build_tiny_tokenizer
 

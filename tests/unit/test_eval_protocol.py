@@ -25,7 +25,7 @@ import pytest
 
 from mini_o3.data.bench import BenchRecord
 from mini_o3.evaluate.config import EvalConfig
-from mini_o3.evaluate.judge import EvalJudgeConfig, judge_setup_error
+from mini_o3.judge.client import EvalJudgeConfig, judge_setup_error
 from mini_o3.evaluate.report import NOT_COMPARABLE, protocol_summary, render_markdown
 from mini_o3.evaluate.runner import EvalError, build_judge, resolve_config, score_sample
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mini_o3.evaluate.serve import (
+from mini_o3.rollout.serve import (
     ServeConfig,
     ServeError,
     VLLMServer,
@@ -148,7 +148,7 @@ def _model(tmp_path: Path, text_heads: int, vision_heads: int = 16) -> Path:
                                                          (2, 28, (2, 1)), (8, 32, (8, 1)), (3, 28, (1, 3))])
 def test_parallelism_splits_gpus_the_model_can_shard(tmp_path, gpus, heads, expected):
     """Qwen2.5-VL-7B has 28 attention heads: vLLM refuses tensor-parallel 8, so 8 GPUs serve 2 x TP4."""
-    from mini_o3.evaluate.serve import parallelism
+    from mini_o3.rollout.serve import parallelism
 
     assert parallelism(_model(tmp_path, heads), gpus) == expected
 
@@ -157,7 +157,7 @@ def test_eval_server_follows_the_eval_config(tmp_path):
     """The served limits are the evaluation's: the 32-turn / 32-image headline setting must not be
     refused by a server still capped at 12 images."""
     from mini_o3.evaluate.config import EvalConfig
-    from mini_o3.evaluate.serve import eval_serve_config
+    from mini_o3.rollout.serve import eval_serve_config
 
     config = EvalConfig(max_images=32, max_context=40000)
     serve_config = eval_serve_config(_model(tmp_path, 28), config, gpus=8)

@@ -12,7 +12,7 @@ from mini_o3.data.synthetic.grid import GridSpec, cell_name, quadrants
 from mini_o3.evaluate.learning import learning_summary, paired_delta
 from mini_o3.evaluate.metrics import chance_level, follows_protocol
 from mini_o3.rl.local.collect import Group, NotEnoughValidGroups, collect_groups
-from mini_o3.rl.local.rewards import Score
+from mini_o3.rl.rewards import Score
 
 GRID = SynthConfig(family="grid", width_range=(896, 896), height_range=(896, 896), coldstart_strategies=("zoom",),
                    coldstart_rollouts=1, coldstart_pixels=(3136, 12544))

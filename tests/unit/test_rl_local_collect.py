@@ -4,8 +4,8 @@ import pytest
 
 from mini_o3.rl.config import JudgeConfig
 from mini_o3.rl.local.collect import Group, NotEnoughValidGroups, collect_groups
-from mini_o3.rl.local.data import DataCursor, DataOrder
-from mini_o3.rl.local.rewards import Score, make_judge
+from mini_o3.rl.local.order import DataCursor, DataOrder
+from mini_o3.rl.rewards import Score, make_judge
 
 
 class T:

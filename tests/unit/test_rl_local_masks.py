@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mini_o3.evaluate.hf_backend import TokenizerCounter
+from mini_o3.rollout.hf_backend import TokenizerCounter
 from mini_o3.rl.local.batch import build_sample
 from mini_o3.task import (
     TRAIN_LIMITS,

@@ -3,8 +3,8 @@
 import pytest
 from PIL import Image
 
-from mini_o3.evaluate.hf_backend import SamplingParams
-from mini_o3.evaluate.batched_rollout import RolloutError, rollout
+from mini_o3.rollout.hf_backend import SamplingParams
+from mini_o3.rollout.batched_rollout import RolloutError, rollout
 from mini_o3.task import EpisodeSample, PolicyOutput, RolloutLimits, answer_turn, tool_turn
 
 CALL = tool_turn("z", [0.1, 0.1, 0.6, 0.6])

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mini_o3.task import DEFAULT_PROMPT_SET, RolloutLimits
 
-from .judge import EvalJudgeConfig
+from mini_o3.judge.client import EvalJudgeConfig
 
 #: Paper k per data-source family (Table 1 caption): Avg@32 VisualProbe / V*, Avg@8 HR-Bench,
 #: Avg@1 MME-RealWorld. Matched by prefix of ``BenchRecord.data_source``.
@@ -83,7 +83,7 @@ class EvalConfig(BaseModel):
         "paper", description="paper: the LLM judge scores every sample with an answer, as the paper's evaluation; "
                              "rule: rule scorers only (numbers not comparable to the paper's)")
     judge: EvalJudgeConfig = Field(default_factory=EvalJudgeConfig,
-                                   description="the LLM judge of protocol=paper (evaluate.judge); unused under rule")
+                                   description="the LLM judge of protocol=paper (judge.client); unused under rule")
     judge_failure: Literal["score_zero", "exclude"] = Field(
         "score_zero", description="a judge call that fails after its retries scores 0 (upstream's validation; "
                                   "counted) or drops the sample from the metrics")

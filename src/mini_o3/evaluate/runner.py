@@ -45,7 +45,7 @@ from mini_o3.task.scoring import (
 )
 
 from .config import EvalConfig
-from .serve import ServeError
+from mini_o3.rollout.serve import ServeError
 from .store import SampleStore
 
 
@@ -62,7 +62,7 @@ class BatchPolicy(Protocol):
 
 
 #: ``judge(question, ground_truth, prediction)`` → an object with ``score`` (float | None),
-#: ``failed``, ``attempts``, ``cached`` and ``reply`` (``evaluate.judge.JudgeResult``).
+#: ``failed``, ``attempts``, ``cached`` and ``reply`` (``judge.client.JudgeResult``).
 JudgeFn = Callable[[str, str, str], Any]
 PolicySpec = Union[str, EpisodePolicy, BatchPolicy]
 
@@ -185,10 +185,14 @@ def build_policy(spec: PolicySpec, config: EvalConfig, *, gpus: int = 1) -> tupl
         return str(getattr(spec, "spec", type(spec).__name__)), spec
     kind, target = policy_kind(spec)
     if kind == "local":
-        from .local_policy import LocalHFPolicy
+        from mini_o3.rollout.hf_backend import SamplingParams
+        from mini_o3.rollout.local_policy import LocalHFPolicy
 
+        sampling = SamplingParams(do_sample=config.do_sample, temperature=config.temperature, top_p=config.top_p,
+                                  top_k=config.top_k)
         try:
-            policy = LocalHFPolicy(Path(target), config)
+            policy = LocalHFPolicy(Path(target), config.limits(), sampling, prompt_set=config.prompt_set,
+                                   parser=config.parser, concurrency=config.concurrency)
         except ValueError as exc:
             raise EvalError(str(exc)) from exc
         return policy.spec, policy
@@ -197,7 +201,7 @@ def build_policy(spec: PolicySpec, config: EvalConfig, *, gpus: int = 1) -> tupl
     if kind == "vllm":
         from pydantic import ValidationError
 
-        from .vllm_policy import VLLMPolicy
+        from mini_o3.rollout.vllm_policy import VLLMPolicy
 
         try:
             vllm = VLLMPolicy(target, config, lambda url: openai_policy(url, config), gpus=gpus, **config.serve)
@@ -221,7 +225,7 @@ def openai_policy(target: str, config: EvalConfig) -> EpisodePolicy:
     """``OpenAIChatPolicy`` for ``URL[#model]`` with the config's sampling, seed and concurrency."""
     from pydantic import ValidationError
 
-    from .openai_policy import OpenAIChatPolicy, OpenAIPolicyConfig
+    from mini_o3.rollout.openai_policy import OpenAIChatPolicy, OpenAIPolicyConfig
 
     url, _, model = target.partition("#")
     if not url.startswith(("http://", "https://")):
@@ -240,13 +244,13 @@ def openai_policy(target: str, config: EvalConfig) -> EpisodePolicy:
 
 
 def build_judge(config: EvalConfig) -> JudgeFn | None:
-    """The LLM judge of ``protocol=paper`` (``evaluate.judge.Judge``), or ``None`` under ``rule``.
+    """The LLM judge of ``protocol=paper`` (``judge.client.Judge``), or ``None`` under ``rule``.
 
     Missing judge credentials fail here, in one line naming the setting and the rule-only choice.
     """
     if config.protocol == "rule":
         return None
-    from .judge import Judge, judge_setup_error
+    from mini_o3.judge.client import Judge, judge_setup_error
 
     problem = judge_setup_error(config.judge)
     if problem:

@@ -56,9 +56,9 @@ def scoring_protocol(config: Any, judge: bool | None, overrides: Sequence[str]) 
     """(config with the protocol this stage scores under, the reason for a rule fallback or None).
 
     ``judge``: True = the pipeline supplies judge credentials, False = it has none, None = look for
-    them in the environment (``evaluate.judge.missing_credentials``).
+    them in the environment (``judge.client.missing_credentials``).
     """
-    from mini_o3.evaluate.judge import missing_credentials
+    from mini_o3.judge.client import missing_credentials
 
     if config.protocol == "rule":
         return config, None

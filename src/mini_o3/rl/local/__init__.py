@@ -4,7 +4,6 @@ GRPO update, atomic checkpoints with resume, Avg@k validation. CPU CI engine; de
 Entry point: ``run_rl_local(model, train, val, out_dir, config, overrides, progress) -> RLResult``.
 """
 
-from mini_o3.evaluate.hf_backend import GenerationRequest, HFBackend, RolloutBackend, SamplingParams
 from .run import RLResult, run_rl_local
 
-__all__ = ["GenerationRequest", "HFBackend", "RLResult", "RolloutBackend", "SamplingParams", "run_rl_local"]
+__all__ = ["RLResult", "run_rl_local"]

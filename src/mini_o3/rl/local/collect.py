@@ -13,7 +13,7 @@ from typing import Any
 from mini_o3.task import Trajectory
 from mini_o3.task.grpo import valid_groups
 
-from .rewards import Score
+from ..rewards import Score
 
 
 @dataclass

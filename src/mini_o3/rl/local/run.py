@@ -19,17 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mini_o3.rollout.batched_rollout import RolloutStats, rollout
+from mini_o3.rollout.hf_backend import HFBackend, SamplingParams
 from mini_o3.task.grpo import group_advantages
 
 from ..config import RLConfig
-from mini_o3.evaluate.hf_backend import HFBackend, SamplingParams
+from ..data import load_prompts
+from ..rewards import make_judge, score_trajectory
 from .batch import build_sample
 from .checkpoint import latest_checkpoint, load_training_state, save_checkpoint
 from .collect import Group, collect_groups
-from .data import DataCursor, DataOrder, load_prompts
 from .metrics import MetricsLogger
-from .rewards import make_judge, score_trajectory
-from mini_o3.evaluate.batched_rollout import RolloutStats, rollout
+from .order import DataCursor, DataOrder
 from .timers import Timers
 from .trainer import LossSettings, compute_old_logprobs, update_policy
 from .validate import validate
@@ -79,7 +80,7 @@ def run_rl_local(
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from mini_o3.evaluate.hf_backend import TokenizerCounter
+    from mini_o3.rollout.hf_backend import TokenizerCounter
 
     config = (config or RLConfig()).with_overrides(list(overrides)) if overrides else (config or RLConfig())
     out_dir = Path(out_dir)

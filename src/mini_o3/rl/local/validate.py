@@ -8,12 +8,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from mini_o3.rollout.batched_rollout import RolloutStats, rollout
+from mini_o3.rollout.hf_backend import RolloutBackend, SamplingParams
 from mini_o3.task import DEFAULT_PROMPT_SET, RewardWeights, RolloutLimits, TokenCounter
 
-from mini_o3.evaluate.hf_backend import RolloutBackend, SamplingParams
-from .data import Prompt
-from .rewards import DEFAULT_WEIGHTS, Judge, score_trajectory
-from mini_o3.evaluate.batched_rollout import RolloutStats, rollout
+from ..data import Prompt
+from ..rewards import DEFAULT_WEIGHTS, Judge, score_trajectory
 
 
 def validate(

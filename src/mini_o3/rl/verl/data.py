@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mini_o3.data.bench import BenchRecord
-from mini_o3.rl.local.data import iter_prompts
+from mini_o3.rl.data import iter_prompts
 from mini_o3.task import DEFAULT_PROMPT_SET, get_prompt_set
 
 from .names import TRAIN_AGENT, VAL_AGENT

@@ -2,7 +2,7 @@
 
 The score comes from the assistant turn texts the agent loop passes as ``extra_info.turn_outputs``
 (never from ``solution_str``: verl decodes the whole response, observation prompts included, and
-those mention ``<answer>``), scored by ``mini_o3.rl.local.rewards.score_outputs`` — the same
+those mention ``<answer>``), scored by ``mini_o3.rl.rewards.score_outputs`` — the same
 function the reference engine calls: answer extraction, the judge or the record's rule scorer,
 format reward, ``compose_reward``. ``extra_info.record`` is the row's ``BenchRecord``.
 
@@ -19,7 +19,7 @@ from typing import Any
 
 from mini_o3.data.bench import BenchRecord
 from mini_o3.rl.config import JudgeConfig
-from mini_o3.rl.local.rewards import Judge, make_judge, score_outputs
+from mini_o3.rl.rewards import Judge, make_judge, score_outputs
 from mini_o3.task import RewardWeights
 
 

@@ -1,4 +1,4 @@
-"""The LLM-judge client of the evaluator (reference ``general_qa_tool.py`` call and retry policy).
+"""The LLM-judge client of the evaluator and both RL engines (reference ``general_qa_tool.py`` call and retry policy).
 
 Prompts and the reply parser are ``mini_o3.task.judge``. Per call: temperature
 ``min(0.2 * attempt, 1.0)``, ``max_tokens=16384``, ``timeout=120``, 5 attempts; a rate-limit
@@ -232,7 +232,7 @@ class Judge:
     def _call(self, question: str, ground_truth: str, prediction: str) -> JudgeResult:
         import openai
 
-        from .openai_policy import BadResponseError, check_completion, retry_after_s
+        from mini_o3.rollout.openai_policy import BadResponseError, check_completion, retry_after_s
 
         c = self.config
         messages = judge_request(question, ground_truth, prediction).messages()

@@ -1,4 +1,4 @@
-"""Trajectory rewards from the task kit: rule scorer by answer type (or the LLM judge, when a
+"""Trajectory rewards of both RL engines, from the task kit: rule scorer by answer type (or the LLM judge, when a
 client is given), format reward and ``compose_reward``."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from mini_o3.task import (
     has_tool_call,
 )
 
-from ..config import JudgeConfig
+from .config import JudgeConfig
 
 #: The recipe's weights (score == accuracy).
 DEFAULT_WEIGHTS = RewardWeights()
@@ -71,12 +71,12 @@ def score_outputs(
 
 
 def make_judge(config: JudgeConfig) -> Judge | None:
-    """None when the judge is off (rule scorer); else the evaluator's judge client configured like
+    """None when the judge is off (rule scorer); else the judge client (``mini_o3.judge``) configured like
     the seed (Azure from ``END_POINT``/``API_VERSION``/``API_KEY``, or ``OPENAI_BASE_URL``/``OPENAI_API_KEY``)."""
     if not config.enabled:
         return None
-    from mini_o3.evaluate.judge import EvalJudgeConfig
-    from mini_o3.evaluate.judge import Judge as JudgeClient
+    from mini_o3.judge.client import EvalJudgeConfig
+    from mini_o3.judge.client import Judge as JudgeClient
 
     eval_config = EvalJudgeConfig.from_rl(config)
     if not (os.environ.get(config.base_url_env) or os.environ.get(eval_config.openai_base_url_env)
