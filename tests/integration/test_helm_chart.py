@@ -4,75 +4,24 @@ to what the launchers call, schema violations rejected with a clear message, NOT
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import kubernetes_validate
 import pytest
 import yaml
+from fixtures.helm import (  # noqa: F401 (registers `helm`, `chart`)
+    CHART,
+    KUBE_VERSIONS,
+    ROOT,
+    by_kind,
+    chart_fixture,
+    helm_fixture,
+    render,
+    run_helm,
+)
 
 from mini_o3 import images
 from mini_o3.launch import RBAC_RULES, validate_rayjob
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "helm" / "mini-o3"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
-#: the chart's kubeVersion floor and the newest schemas kubernetes-validate bundles
-KUBE_VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
-HELM_VERSION = "v4.1.4"
-
-
-@pytest.fixture(scope="session")
-def helm(tmp_path_factory) -> list[str]:
-    """The pinned Helm (fetched with tools/fetch_helm.py when missing), with its homes in a temp dir."""
-    binary = Path(sys.executable).parent / "helm"
-    spec = importlib.util.spec_from_file_location("fetch_helm", ROOT / "tools" / "fetch_helm.py")
-    fetch_helm = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fetch_helm)
-    try:
-        fetch_helm.fetch(binary)
-    except fetch_helm.FetchError as error:
-        pytest.fail(f"Helm {HELM_VERSION} is needed for the chart tests (make .venv/bin/helm): {error}")
-    home = tmp_path_factory.mktemp("helm-home")
-    for kind in ("CACHE", "CONFIG", "DATA"):
-        os.environ[f"HELM_{kind}_HOME"] = str(home / kind.lower())
-    return [str(binary)]
-
-
-@pytest.fixture(scope="session")
-def chart(tmp_path_factory) -> Path:
-    """A copy of the chart with a stub kuberay-operator in charts/ (`helm template` wants declared
-    dependencies present even when disabled; `helm dependency build` needs the network)."""
-    copy = tmp_path_factory.mktemp("chart") / "mini-o3"
-    shutil.copytree(CHART, copy)
-    stub = copy / "charts" / "kuberay-operator"
-    stub.mkdir(parents=True)
-    (stub / "Chart.yaml").write_text("apiVersion: v2\nname: kuberay-operator\nversion: 1.7.0\n")
-    return copy
-
-
-def run_helm(helm: list[str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run([*helm, *args], check=False, capture_output=True, text=True, timeout=120)
-    if check and done.returncode != 0:
-        pytest.fail(f"helm {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return done
-
-
-def render(helm, chart, *values: Path, sets: tuple[str, ...] = (), kube_version: str = KUBE_VERSIONS[0]) -> list[dict]:
-    args = ["template", "rel", str(chart), "--namespace", "ml", "--kube-version", kube_version]
-    for path in values:
-        args += ["-f", str(path)]
-    for item in sets:
-        args += ["--set", item]
-    return [doc for doc in yaml.safe_load_all(run_helm(helm, *args).stdout) if doc]
-
-
-def by_kind(manifests: list[dict], kind: str) -> list[dict]:
-    return [m for m in manifests if m["kind"] == kind]
 
 
 def pod_specs(manifests: list[dict]) -> list[tuple[str, dict]]:

@@ -5,11 +5,19 @@ takes ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` and hands it to mini-o3-
 from __future__ import annotations
 
 import pytest
-from test_helm_chart import CHART, ROOT, by_kind, chart, helm, render, run_helm  # noqa: F401 (fixtures)
+from fixtures.helm import (  # noqa: F401 (registers `helm`, `chart`)
+    CHART,
+    ROOT,
+    by_kind,
+    chart_fixture,
+    helm_fixture,
+    render,
+    run_helm,
+)
 
 
 @pytest.mark.parametrize("model_uri", ["models:/mini-o3@candidate", "models:/mini-o3/7", "models:/team_model@champion"])
-def test_schedule_follows_a_registry_reference(helm, chart, model_uri):  # noqa: F811
+def test_schedule_follows_a_registry_reference(helm, chart, model_uri):
     from mini_o3.kfp.client import resolve_params
 
     manifests = render(helm, chart, CHART / "ci" / "schedule-values.yaml",
@@ -22,13 +30,13 @@ def test_schedule_follows_a_registry_reference(helm, chart, model_uri):  # noqa:
 
 
 @pytest.mark.parametrize("model_uri", ["models:/mini-o3", "models:/mini-o3@", "models:/mini-o3/v2", "mini-o3@candidate"])
-def test_malformed_registry_references_are_refused(helm, chart, model_uri):  # noqa: F811
+def test_malformed_registry_references_are_refused(helm, chart, model_uri):
     done = run_helm(helm, "template", "rel", str(chart), "-f", str(CHART / "ci" / "schedule-values.yaml"),
                     "--set", f"registerPipelines.schedule.modelUri={model_uri}", check=False)
     assert done.returncode != 0 and "at '/registerPipelines/schedule/modelUri'" in done.stderr, done.stderr
 
 
-def test_schedule_params_switch_on_promotion_typed(helm, chart):  # noqa: F811
+def test_schedule_params_switch_on_promotion_typed(helm, chart):
     """``params: {promote_if_better: true, trend_runs: 14}`` reach mini-o3-evaluate as a boolean and an integer."""
     from mini_o3.kfp.client import resolve_params
 

@@ -14,8 +14,8 @@ import subprocess
 
 import pytest
 import yaml
+from fixtures.helm import chart_fixture, helm_fixture  # noqa: F401 (registers `helm`, `chart`)
 from fixtures.kube_api import FakeKubeAPI
-from test_helm_chart import chart, helm  # noqa: F401 - fixtures
 
 STOCK = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kfp-launcher", "namespace": "ml"},
          "data": {"defaultPipelineRoot": "minio://mlpipeline/v2/artifacts"}}
@@ -25,7 +25,7 @@ OTHER = {**STOCK, "metadata": {**STOCK["metadata"], "annotations": {"meta.helm.s
                                                                     "meta.helm.sh/release-namespace": "ml"}}}
 
 
-def dry_run(helm, chart, tmp_path, existing: dict | None, *sets: str) -> subprocess.CompletedProcess:  # noqa: F811
+def dry_run(helm, chart, tmp_path, existing: dict | None, *sets: str) -> subprocess.CompletedProcess:
     objects = {("configmaps", "ml", "kfp-launcher"): existing} if existing else {}
     with FakeKubeAPI(objects) as api:
         env = {**os.environ, "KUBECONFIG": str(api.kubeconfig(tmp_path / "kubeconfig"))}
@@ -43,12 +43,12 @@ def launcher_configmaps(done: subprocess.CompletedProcess) -> list[dict]:
     return [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "kfp-launcher"]
 
 
-def test_default_leaves_kfps_configmap_alone(helm, chart, tmp_path):  # noqa: F811
+def test_default_leaves_kfps_configmap_alone(helm, chart, tmp_path):
     assert launcher_configmaps(dry_run(helm, chart, tmp_path, STOCK)) == []
 
 
 @pytest.mark.parametrize(("existing", "owner"), [(STOCK, ""), (OTHER, " and belongs to release ml/old")])
-def test_create_over_an_existing_configmap_fails_naming_the_value(helm, chart, tmp_path, existing, owner):  # noqa: F811
+def test_create_over_an_existing_configmap_fails_naming_the_value(helm, chart, tmp_path, existing, owner):
     done = dry_run(helm, chart, tmp_path, existing, "kfp.launcherConfigMap.create=true")
     assert done.returncode != 0
     assert (f"kfp.launcherConfigMap.create=true, but ConfigMap ml/kfp-launcher already exists{owner} (KFP ships one): "
@@ -56,6 +56,6 @@ def test_create_over_an_existing_configmap_fails_naming_the_value(helm, chart, t
 
 
 @pytest.mark.parametrize("existing", [None, OURS], ids=["fresh-namespace", "upgrade-of-this-release"])
-def test_create_renders_when_nothing_or_our_own_is_there(helm, chart, tmp_path, existing):  # noqa: F811
+def test_create_renders_when_nothing_or_our_own_is_there(helm, chart, tmp_path, existing):
     (config,) = launcher_configmaps(dry_run(helm, chart, tmp_path, existing, "kfp.launcherConfigMap.create=true"))
     assert config["data"]["defaultPipelineRoot"] == "s3://mini-o3/kfp"

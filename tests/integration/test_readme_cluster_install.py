@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from test_helm_chart import chart, helm, run_helm  # noqa: F401 - fixtures
+from fixtures.helm import chart_fixture, helm_fixture, run_helm  # noqa: F401 (registers `helm`, `chart`)
 
 from mini_o3.kfp import client
 
@@ -47,14 +47,14 @@ def _sets(argv: list[str]) -> list[str]:
     return [argv[i + 1] for i, arg in enumerate(argv) if arg == "--set"]
 
 
-def _render(helm, chart, namespace: str, sets: list[str]) -> list[dict]:  # noqa: F811
+def _render(helm, chart, namespace: str, sets: list[str]) -> list[dict]:
     args = ["template", "mini-o3", str(chart), "--namespace", namespace]
     for item in sets:
         args += ["--set", item]
     return [d for d in yaml.safe_load_all(run_helm(helm, *args).stdout) if d]
 
 
-def test_install_snippets_are_whole_commands_the_chart_accepts(helm, chart):  # noqa: F811
+def test_install_snippets_are_whole_commands_the_chart_accepts(helm, chart):
     standalone, multi_user = _blocks()
     argv = _command(standalone)
     assert argv[:3] == ["helm", "install", "mini-o3"] and argv[argv.index("-n") + 1] == "kubeflow"

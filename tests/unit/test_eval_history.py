@@ -4,12 +4,11 @@ flagged only where the 95% CI excludes 0, and the trend section."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from mini_o3 import registry, storage
+from mini_o3 import registry
 from mini_o3.evaluate.config import EvalConfig
 from mini_o3.registry import ResolvedModel
 from mini_o3.stages import history
@@ -18,55 +17,10 @@ from mini_o3.stages.history import (
     flags,
     history_block,
     history_markdown,
-    log_evaluation,
     plan_eval,
 )
 
-QUESTIONS = [f"q{i}" for i in range(12)]
-
-
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return (tmp_path / "mlruns").as_uri()
-
-
-def sealed(path: Path, files: dict[str, bytes]) -> str:
-    for rel, data in files.items():
-        (path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (path / rel).write_bytes(data)
-    storage.mark_complete(path)
-    return str(path)
-
-
-def bench_collection(path: Path, content: bytes = b"questions-v1") -> str:
-    return sealed(path, {"synthetic/val.parquet": content, "synthetic/data/a.png": b"img",
-                         "stage.json": json.dumps({"out_uri": str(path)}).encode()})
-
-
-def eval_dir(path: Path, scores: dict[str, float], bench: str = "synthetic") -> str:
-    """A sealed evaluation folder: report.json and its samples file (one sample per question)."""
-    samples = [{"benchmark": bench, "question_id": q, "sample": 0, "score": s, "num_turns": 1} for q, s in scores.items()]
-    mean = sum(scores.values()) / len(scores)
-    report = {"store": "samples-x.jsonl", "benchmarks": {bench: {"overall": {
-        "avg_at_k": mean, "ci95": [max(0.0, mean - 0.1), min(1.0, mean + 0.1)], "se": 0.05, "k": 1}}}}
-    return sealed(path, {"samples-x.jsonl": "".join(json.dumps(s) + "\n" for s in samples).encode(),
-                         "report.json": json.dumps(report).encode()})
-
-
-def model(version: str = "1", digest: str = "d" * 16, name: str = "mini-o3") -> ResolvedModel:
-    return ResolvedModel(f"models:/{name}@candidate", f"/m/{version}", digest, name, version, "candidate")
-
-
-def evaluated(store: str, tmp_path: Path, label: str, m: ResolvedModel, scores: dict[str, float], bench: str,
-              config: EvalConfig = EvalConfig(k=1)) -> history.EvalPlan:
-    """A plan for ``m`` whose evaluation (``scores``) is logged to the history as run ``label``."""
-    plan = plan_eval(model=m, backend="local", bench_uri=bench, config=config, tracking_uri=store, kfp_run_id=label)
-    uri = eval_dir(tmp_path / label / "eval", scores)
-    report = json.loads((Path(uri) / "report.json").read_text())
-    plan.extra["run_id"] = log_evaluation(plan, report, uri)
-    plan.extra["eval_uri"] = uri
-    return plan
+from fixtures.eval_history import QUESTIONS, bench_collection, eval_dir, evaluated, model, sealed, store_fixture  # noqa: F401 (registers `store`)
 
 
 def test_bench_digests_follow_content_and_ignore_the_collection_record(tmp_path):

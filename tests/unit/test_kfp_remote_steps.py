@@ -5,84 +5,13 @@ ownerReference to the KFP pod; the "remote" stage seals its result where the ste
 
 from __future__ import annotations
 
-import shlex
-from pathlib import Path
-
 import pytest
-import typer
+from fixtures.kube_client import NS, assert_inside_rbac
+from fixtures.stage_cluster import stage_cluster_fixture  # noqa: F401 (registers `cluster`)
 
 from mini_o3 import images
-from mini_o3.cli import app
 from mini_o3.kfp import steps
-from mini_o3.launch import RayJobLauncher, validate_rayjob
-from mini_o3.stages.common import StageResult, seal, write_result
-
-from test_launch_kuberay import NS, Clock, FakeKube, ScriptedWatch, assert_inside_rbac, launcher, sequence
-
-
-def parse_stage(entrypoint: str):
-    """The real ``mini-o3 stage ...`` parser on the RayJob entrypoint; returns (stage, params)."""
-    argv = shlex.split(entrypoint)
-    assert argv[:2] == ["mini-o3", "stage"], argv
-    group = typer.main.get_command(app).commands["stage"]
-    command = group.commands[argv[2]]
-    return argv[2], command.make_context(argv[2], argv[3:]).params
-
-
-class FakeCluster:
-    """Plays the Ray cluster: on the first watch it parses the entrypoint and seals a stage result at
-    the entrypoint's ``--out-uri`` (what the real stage does), then reports SUCCEEDED."""
-
-    def __init__(self, tmp: Path):
-        self.kube = FakeKube(Clock())
-        self.tmp = tmp
-        self.manifest: dict | None = None
-        self.params: dict = {}
-        create = self.kube.create
-
-        def record(group, version, namespace, plural, body):
-            self.manifest = body
-            return create(group, version, namespace, plural, body)
-
-        self.kube.custom.create_namespaced_custom_object = record
-
-    def run_stage(self):
-        stage, self.params = parse_stage(self.manifest["spec"]["entrypoint"])
-        out = self.params["out_uri"]
-        local = self.tmp / "remote-out"
-        (local / "model").mkdir(parents=True)
-        (local / "model" / "config.json").write_text("{}")
-        (local / "run").mkdir()
-        result = StageResult(stage, out, model_uri=f"{out}/model", metrics={"global_step": 3.0},
-                             outputs={"model": f"{out}/model", "run": f"{out}/run"})
-        write_result(result, local / "run")
-        seal(local / "model", f"{out}/model", progress=False)
-        seal(local / "run", f"{out}/run", progress=False)
-
-    def launcher(self) -> RayJobLauncher:
-        name_holder = {}
-
-        def watch_factory():
-            name = self.manifest["metadata"]["name"]
-            if "watch" not in name_holder:
-                name_holder["watch"] = ScriptedWatch(self.kube, name, [{"before": self.run_stage,
-                                                                        "statuses": sequence("success")["statuses"]}])
-            return name_holder["watch"]
-
-        return launcher(self.kube, watch_factory)
-
-
-@pytest.fixture
-def cluster(tmp_path, monkeypatch):
-    fake = FakeCluster(tmp_path)
-    monkeypatch.setattr(RayJobLauncher, "from_config", classmethod(lambda cls, **kw: fake.launcher()))
-    # What the KFP v2 backend sets on every task pod (downward API), and the pod's namespace.
-    monkeypatch.setenv("KFP_POD_NAME", "mini-o3-train-abc-rl-launcher")
-    monkeypatch.setenv("KFP_POD_UID", "5f1c-uid")
-    monkeypatch.setenv("POD_NAMESPACE", NS)
-    monkeypatch.delenv("POD_NAME", raising=False)
-    monkeypatch.delenv("POD_UID", raising=False)
-    return fake
+from mini_o3.launch import validate_rayjob
 
 
 def launch(mode="rayjob", **extra):

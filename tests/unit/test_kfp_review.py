@@ -8,14 +8,14 @@ import copy
 
 import pytest
 import yaml
+from fixtures.kube_client import NS
+from fixtures.stage_cluster import parse_stage, stage_cluster_fixture  # noqa: F401 (registers `cluster`)
 from typer.testing import CliRunner
 
 from mini_o3.cli import app
 from mini_o3.kfp import components
 from mini_o3.kfp.review import launcher_inputs, rayjob_for
 from mini_o3.launch import validate_rayjob
-
-from test_kfp_remote_steps import NS, cluster, parse_stage  # noqa: F401  (fixture)
 
 VOLUME = {"p0_work_volume_claim": "mini-o3-work"}
 CASES = {
@@ -31,7 +31,7 @@ class Metrics:
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_the_printed_rayjob_is_what_the_launcher_component_submits(case, cluster, monkeypatch, tmp_path):  # noqa: F811
+def test_the_printed_rayjob_is_what_the_launcher_component_submits(case, cluster, monkeypatch, tmp_path):
     stage, params = CASES[case]
     params = {**params, "p0_storage_root": str(tmp_path / "runs")}  # the fake remote stage seals there
     monkeypatch.setenv("OPENAI_API_KEY", "k")  # the launcher pod's mounted judge Secret

@@ -14,6 +14,7 @@ import shlex
 
 import pytest
 from fixtures.kuberay_submitter import run_submitter
+from fixtures.stage_cluster import parse_stage
 
 from mini_o3.kfp import steps
 from mini_o3.launch import LaunchSettings, build_rayjob
@@ -45,8 +46,6 @@ def test_rayjob_entrypoint_survives_the_submitter_shell_the_cli_and_the_supervis
 
 
 def test_the_stage_cli_reads_the_hostile_overrides_back(plan):
-    from test_kfp_remote_steps import parse_stage
-
     stage, params = parse_stage(shlex.join(plan.argv))
     assert stage == "rl" and params["overrides"] == HOSTILE and params["model_uri"] == "s3://b/m;touch PWNED"
     assert params["parent_run_id"] == "run$(id)"

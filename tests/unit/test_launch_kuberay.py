@@ -4,34 +4,33 @@ SIGTERM → delete, and every call inside RBAC_RULES."""
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import signal
-from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import urllib3
+from fixtures.kube_client import (
+    NS,
+    SEQUENCES,
+    Clock,
+    FakeKube,
+    ScriptedWatch,
+    assert_inside_rbac,
+    launcher,
+    sequence,
+)
 from kubernetes.client.exceptions import ApiException
 
 from mini_o3.launch import (
     RBAC_RULES,
     LaunchError,
     LaunchSettings,
-    RayJobLauncher,
     Terminated,
     build_rayjob,
     decide,
 )
 from mini_o3.launch.rbac import allows
-
-SEQUENCES = Path(__file__).resolve().parents[1] / "data" / "kuberay" / "sequences"
-NS = "team-a"
-
-
-def sequence(name: str) -> dict:
-    return json.loads((SEQUENCES / f"{name}.json").read_text())
 
 
 @pytest.mark.parametrize("path", sorted(SEQUENCES.glob("*.json")), ids=lambda p: p.stem)
@@ -56,112 +55,6 @@ def test_retrying_with_failed_job_status_is_not_done():
     assert decide(None) == decide({})
 
 
-# ---- fakes ------------------------------------------------------------------------------------------
-
-
-class FakeKube:
-    """In-memory RayJobs and pods; records (apiGroup, resource, verb) of every call."""
-
-    def __init__(self, clock):
-        self.objects: dict[tuple[str, str], dict] = {}
-        self.calls: list[tuple[str, str, str]] = []
-        self.creates = 0
-        self.deleted: list[str] = []
-        self.rv = 0
-        self.clock = clock
-        self.pods = {"job-name=": [SimpleNamespace(metadata=SimpleNamespace(name="sub-1", creation_timestamp="2026-05-01T10:00:00Z"))]}
-        self.log_text = "\n".join(f"line {i}" for i in range(300))
-        self.custom = SimpleNamespace(create_namespaced_custom_object=self.create, get_namespaced_custom_object=self.get,
-                                      list_namespaced_custom_object=self.list, delete_namespaced_custom_object=self.delete)
-        self.core = SimpleNamespace(list_namespaced_pod=self.list_pods, read_namespaced_pod_log=self.read_log)
-
-    def _bump(self, obj):
-        self.rv += 1
-        obj["metadata"]["resourceVersion"] = str(self.rv)
-
-    def create(self, group, version, namespace, plural, body):
-        self.calls.append((group, plural, "create"))
-        key = (namespace, body["metadata"]["name"])
-        if key in self.objects:
-            raise ApiException(status=409, reason="AlreadyExists")
-        obj = copy.deepcopy(body)
-        self._bump(obj)
-        self.objects[key] = obj
-        self.creates += 1
-        return copy.deepcopy(obj)
-
-    def get(self, group, version, namespace, plural, name):
-        self.calls.append((group, plural, "get"))
-        if (namespace, name) not in self.objects:
-            raise ApiException(status=404, reason="NotFound")
-        return copy.deepcopy(self.objects[(namespace, name)])
-
-    def list(self, group, version, namespace, plural, **kwargs):  # only reached through a real Watch
-        self.calls.append((group, plural, "watch" if kwargs.get("watch") else "list"))
-        raise AssertionError("the fake Watch does not call list")
-
-    def delete(self, group, version, namespace, plural, name, propagation_policy=None):
-        self.calls.append((group, plural, "delete"))
-        assert propagation_policy == "Background"
-        if self.objects.pop((namespace, name), None) is None:
-            raise ApiException(status=404, reason="NotFound")
-        self.deleted.append(name)
-
-    def set_status(self, name, status):
-        obj = self.objects[(NS, name)]
-        obj["status"] = copy.deepcopy(status)
-        self._bump(obj)
-        return copy.deepcopy(obj)
-
-    def list_pods(self, namespace, label_selector):
-        self.calls.append(("", "pods", "list"))
-        return SimpleNamespace(items=self.pods.get(label_selector.split("=")[0] + "=", []) if label_selector.startswith("job-name=") else [])
-
-    def read_log(self, name, namespace, tail_lines=None, container=None):
-        self.calls.append(("", "pods/log", "get"))
-        return "\n".join(self.log_text.splitlines()[-tail_lines:])
-
-
-class ScriptedWatch:
-    """Each ``stream`` call plays the next script step: a list of statuses (MODIFIED events, the clock
-    advancing ``tick`` per event), an exception to raise after them, or a callable run first."""
-
-    def __init__(self, kube: FakeKube, name: str, steps: list, tick: float = 1.0):
-        self.kube, self.name, self.steps, self.tick = kube, name, list(steps), tick
-        self.streams: list[dict] = []
-
-    def __call__(self):
-        return self
-
-    def stop(self):
-        pass
-
-    def stream(self, func, group, version, namespace, plural, **kwargs):
-        assert func == self.kube.custom.list_namespaced_custom_object
-        assert kwargs["field_selector"] == f"metadata.name={self.name}"
-        self.kube.calls.append((group, plural, "watch"))
-        self.streams.append(kwargs)
-        if not self.steps:
-            raise AssertionError(f"watch reconnected more often than scripted ({len(self.streams)} streams)")
-        step = self.steps.pop(0)
-        statuses, error = (step, None) if isinstance(step, list) else (step.get("statuses", []), step.get("raise"))
-        if isinstance(step, dict) and step.get("before"):
-            step["before"]()
-        for status in statuses:
-            self.kube.clock.now += self.tick
-            yield {"type": "MODIFIED", "object": self.kube.set_status(self.name, status)}
-        if error is not None:
-            raise error
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-
 @pytest.fixture
 def kube():
     return FakeKube(Clock())
@@ -170,17 +63,6 @@ def kube():
 def manifest(name="mo3-rl-run1", **settings):
     return build_rayjob(name, ["mini-o3", "rl", "--engine", "local"], LaunchSettings(mode="rayjob", **settings),
                         namespace=NS, owner={})
-
-
-def launcher(kube, watch, **kw):
-    return RayJobLauncher(kube.custom, kube.core, watch_factory=watch, clock=kube.clock,
-                          sleep=lambda s: setattr(kube.clock, "now", kube.clock.now + s), **kw)
-
-
-def assert_inside_rbac(kube):
-    assert kube.calls
-    outside = [c for c in kube.calls if not allows(*c)]
-    assert not outside, f"calls outside RBAC_RULES: {outside}"
 
 
 # ---- launcher -------------------------------------------------------------------------------------

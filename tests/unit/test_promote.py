@@ -8,14 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_eval_history import (  # noqa: F401 (fixture)
-    QUESTIONS,
-    bench_collection,
-    evaluated,
-    model,
-    sealed,
-    store,
-)
+from fixtures.eval_history import QUESTIONS, bench_collection, evaluated, model, sealed, store_fixture  # noqa: F401 (registers `store`)
 from typer.testing import CliRunner
 
 from mini_o3 import registry
@@ -30,7 +23,7 @@ def _three_versions(uri: str, tmp_path: Path) -> None:
         registry.register_version(tracking_uri=uri, name="mini-o3", source_uri=source)
 
 
-def test_promote_moves_the_alias_only_when_every_benchmark_is_better(store, tmp_path):  # noqa: F811
+def test_promote_moves_the_alias_only_when_every_benchmark_is_better(store, tmp_path):
     bench = bench_collection(tmp_path / "bench")
     _three_versions(store, tmp_path)  # candidate → v3
     registry.set_alias(store, "mini-o3", "champion", "1")
@@ -54,7 +47,7 @@ def test_promote_moves_the_alias_only_when_every_benchmark_is_better(store, tmp_
     assert promote(tracking_uri=store, model="mini-o3").reason == "version 3 already holds @champion"
 
 
-def test_promote_refuses_without_comparable_evaluations(store, tmp_path):  # noqa: F811
+def test_promote_refuses_without_comparable_evaluations(store, tmp_path):
     _three_versions(store, tmp_path)
     first = promote(tracking_uri=store, model="mini-o3")  # no champion yet: the candidate becomes it
     assert first.promoted and first.reason == "no version held @champion"
@@ -71,7 +64,7 @@ def test_promote_refuses_without_comparable_evaluations(store, tmp_path):  # noq
         promote(tracking_uri=store, model="mini-o3", to_alias="latest")
 
 
-def test_promote_command_says_what_it_did_and_exits_by_the_outcome(store, tmp_path, monkeypatch):  # noqa: F811
+def test_promote_command_says_what_it_did_and_exits_by_the_outcome(store, tmp_path, monkeypatch):
     bench = bench_collection(tmp_path / "bench")
     _three_versions(store, tmp_path)
     registry.set_alias(store, "mini-o3", "champion", "1")

@@ -7,56 +7,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from PIL import Image
 
 from mini_o3.sft import Hardware, SFTConfig, prepare_sft_run
 from mini_o3.sft.files import check_dataset, deepspeed_config
 
-NO_GPU = Hardware(gpus=0, flash_attn=False, deepspeed=False)
+from fixtures.sft_run import NO_GPU, data_dir_fixture, model_dir_fixture, prepare  # noqa: F401 (registers `data_dir`, `model_dir`)
+
 GPU = Hardware(gpus=8, flash_attn=True, deepspeed=True)
-SYSTEM = "You are a helpful assistant."
-
-
-def _sample(images: list[str]) -> dict:
-    return {
-        "conversations": [
-            {"from": "system", "value": SYSTEM},
-            {"from": "human", "value": "<image>\nWhat colour is the star?"},
-            {"from": "gpt", "value": '<think>zoom</think><grounding>{"bbox_2d": [0, 0, 1, 1], "source": "original_image"}</grounding>'},
-            {"from": "human", "value": "After the above Action 0, here is the the zoom-in image (Observation 1):\n<image>."},
-            {"from": "gpt", "value": "<think>red</think><answer>red</answer>"},
-        ],
-        "images": images,
-    }
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    """A prepared cold-start folder: one sample with absolute image paths, one with relative ones."""
-    root = tmp_path / "data"
-    (root / "images" / "s0").mkdir(parents=True)
-    for name in ("original_image.png", "observation_1.png"):
-        Image.new("RGB", (56, 56), "red").save(root / "images" / "s0" / name)
-    absolute = [str(root / "images" / "s0" / n) for n in ("original_image.png", "observation_1.png")]
-    relative = ["images/s0/original_image.png", "images/s0/observation_1.png"]
-    (root / "Mini-o3-Coldstart.json").write_text(json.dumps([_sample(absolute), _sample(relative)]))
-    return root
-
-
-@pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
-    model = tmp_path / "base model"
-    model.mkdir()
-    (model / "config.json").write_text("{}")
-    return model
-
-
-def _prepare(data_dir: Path, model_dir: Path, out: Path, overrides=(), hardware=NO_GPU, environ=None):
-    return prepare_sft_run(data_dir, str(model_dir), out, SFTConfig(), list(overrides), hardware=hardware, environ=environ or {})
 
 
 def test_run_folder_files_on_cpu(data_dir: Path, model_dir: Path, tmp_path: Path):
-    run = _prepare(data_dir, model_dir, tmp_path / "run", ["learning_rate=2e-5", "extra_args.save_total_limit=3"])
+    run = prepare(data_dir, model_dir, tmp_path / "run", ["learning_rate=2e-5", "extra_args.save_total_limit=3"])
     assert {p.name for p in run.run_dir.iterdir()} == {"llamafactory_sft.yaml", "dataset_info.json", "sft_run.json"}
     args = yaml.safe_load(run.files.yaml.read_text())
     assert args["do_train"] is True and args["stage"] == "sft" and args["template"] == "qwen2_vl"
@@ -89,7 +50,7 @@ def test_run_folder_files_on_cpu(data_dir: Path, model_dir: Path, tmp_path: Path
 
 
 def test_gpu_run_keeps_the_recipe_and_writes_our_deepspeed_json(data_dir: Path, model_dir: Path, tmp_path: Path):
-    run = _prepare(data_dir, model_dir, tmp_path / "run", hardware=GPU)
+    run = prepare(data_dir, model_dir, tmp_path / "run", hardware=GPU)
     args = yaml.safe_load(run.files.yaml.read_text())
     assert (args["bf16"], args["flash_attn"]) == (True, "fa2") and run.adjustments == []
     assert args["deepspeed"] == str(run.run_dir / "deepspeed_z3_offload.json") == str(run.files.deepspeed)
@@ -158,10 +119,10 @@ def test_bad_data_is_named(data_dir: Path, breakage: str, error: type, message: 
 
 def test_bad_model_and_run_folder_inputs(data_dir: Path, model_dir: Path, tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="model '/no/such/model' is neither an existing folder nor"):
-        _prepare(data_dir, Path("/no/such/model"), tmp_path / "run")
+        prepare(data_dir, Path("/no/such/model"), tmp_path / "run")
     (model_dir / "config.json").unlink()
     with pytest.raises(FileNotFoundError, match="has no config.json"):
-        _prepare(data_dir, model_dir, tmp_path / "run")
+        prepare(data_dir, model_dir, tmp_path / "run")
     run = prepare_sft_run(data_dir, "Qwen/Qwen2.5-VL-7B-Instruct", tmp_path / "run", hardware=NO_GPU, environ={})
     assert run.config.model_name_or_path == "Qwen/Qwen2.5-VL-7B-Instruct"  # hub ids pass through
     with pytest.raises(ValueError, match="--model"):
@@ -175,43 +136,43 @@ def test_deepspeed_on_gpu_without_the_package_is_a_clear_error(data_dir: Path, m
     from mini_o3.sft import SFTError
 
     with pytest.raises(SFTError, match="needs the deepspeed package.*--set deepspeed=none"):
-        _prepare(data_dir, model_dir, tmp_path / "run", hardware=Hardware(gpus=1, flash_attn=True, deepspeed=False))
+        prepare(data_dir, model_dir, tmp_path / "run", hardware=Hardware(gpus=1, flash_attn=True, deepspeed=False))
 
 
 def test_mlflow_tracking_uri_adds_the_reporter(data_dir: Path, model_dir: Path, tmp_path: Path, monkeypatch):
     import mini_o3.sft.run as run_module
 
     monkeypatch.setattr(run_module, "_importable", lambda name: True)
-    run = _prepare(data_dir, model_dir, tmp_path / "run", environ={"MLFLOW_TRACKING_URI": "http://mlflow:5000"})
+    run = prepare(data_dir, model_dir, tmp_path / "run", environ={"MLFLOW_TRACKING_URI": "http://mlflow:5000"})
     assert run.config.report_to == ["mlflow"] and yaml.safe_load(run.files.yaml.read_text())["report_to"] == ["mlflow"]
     assert (run.adjustments[0].key, run.adjustments[0].new) == ("report_to", ["mlflow"])
     assert run.env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     monkeypatch.setattr(run_module, "_importable", lambda name: False)
     with pytest.raises(run_module.SFTError, match="mlflow package is not installed"):
-        _prepare(data_dir, model_dir, tmp_path / "run", environ={"MLFLOW_TRACKING_URI": "http://mlflow:5000"})
+        prepare(data_dir, model_dir, tmp_path / "run", environ={"MLFLOW_TRACKING_URI": "http://mlflow:5000"})
 
 
 def test_resume_rules(data_dir: Path, model_dir: Path, tmp_path: Path):
     out = tmp_path / "run"
-    first = _prepare(data_dir, model_dir, out)
+    first = prepare(data_dir, model_dir, out)
     (first.model_dir / "checkpoint-2").mkdir(parents=True)
     (first.model_dir / "checkpoint-10").mkdir()
     (first.model_dir / "checkpoint-x").mkdir()
-    again = _prepare(data_dir, model_dir, out, ["max_steps=20"])
+    again = prepare(data_dir, model_dir, out, ["max_steps=20"])
     assert again.resume_from == first.model_dir / "checkpoint-10"  # numeric order, like HF's get_last_checkpoint
-    assert _prepare(data_dir, model_dir, out, ["overwrite_output_dir=true"]).resume_from is None
+    assert prepare(data_dir, model_dir, out, ["overwrite_output_dir=true"]).resume_from is None
     other_model = tmp_path / "other"
     other_model.mkdir()
     (other_model / "config.json").write_text("{}")
     with pytest.raises(ValueError, match="holds checkpoints trained with model .*base model"):
-        _prepare(data_dir, other_model, out)
+        prepare(data_dir, other_model, out)
     finished = tmp_path / "finished"
     (finished / "model").mkdir(parents=True)
     (finished / "model" / "model.safetensors").write_bytes(b"")
     with pytest.raises(ValueError, match="finished model without checkpoints"):
-        _prepare(data_dir, model_dir, finished)
+        prepare(data_dir, model_dir, finished)
     with pytest.raises(FileNotFoundError, match="resume_from_checkpoint '/nope' is not a folder"):
-        _prepare(data_dir, model_dir, out, ["resume_from_checkpoint=/nope"])
+        prepare(data_dir, model_dir, out, ["resume_from_checkpoint=/nope"])
 
 
 def test_only_the_main_node_checks_and_post_processes_outputs(data_dir: Path, model_dir: Path, tmp_path: Path):
@@ -219,9 +180,9 @@ def test_only_the_main_node_checks_and_post_processes_outputs(data_dir: Path, mo
     from mini_o3.sft.run import _finish
 
     torchrun = ["launch.mode=torchrun", "launch.nnodes=2", "launch.master_addr=head", "deepspeed=none"]
-    worker = _prepare(data_dir, model_dir, tmp_path / "w", [*torchrun, "launch.node_rank=1"], hardware=GPU)
+    worker = prepare(data_dir, model_dir, tmp_path / "w", [*torchrun, "launch.node_rank=1"], hardware=GPU)
     result = _finish(worker, 1.0, tmp_path / "w" / "train.log")  # rank 0 writes the model, maybe elsewhere
     assert result.global_step == 0 and result.loss_curve is None
-    main = _prepare(data_dir, model_dir, tmp_path / "m", [*torchrun, "launch.node_rank=0"], hardware=GPU)
+    main = prepare(data_dir, model_dir, tmp_path / "m", [*torchrun, "launch.node_rank=0"], hardware=GPU)
     with pytest.raises(SFTError, match="training exited 0 but wrote no model weights to .*/m/model"):
         _finish(main, 1.0, tmp_path / "m" / "train.log")

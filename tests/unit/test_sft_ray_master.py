@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import ray
 import yaml
-from test_sft_files import _prepare, data_dir, model_dir  # noqa: F401  (fixtures)
+from fixtures.sft_run import data_dir_fixture, model_dir_fixture, prepare  # noqa: F401 (registers `data_dir`, `model_dir`)
 
 from mini_o3.sft import SFTError
 from mini_o3.sft.ray_master import gpu_master_addr, resolve_master_addr
@@ -42,26 +42,26 @@ def test_no_cluster_named_keeps_llamafactorys_default():
     assert resolve_master_addr({}, {}) is None  # ray.init() would start a local cluster: its head is here
 
 
-def test_prepare_ray_run_names_a_gpu_node_as_master(data_dir, model_dir, tmp_path, monkeypatch):  # noqa: F811
+def test_prepare_ray_run_names_a_gpu_node_as_master(data_dir, model_dir, tmp_path, monkeypatch):
     """What the stage runs on the RayJob head: the yaml LLaMA-Factory reads gets a GPU node's IP.
     (A cluster with GPU nodes cannot exist here: ray.nodes() answers as our KubeRay cluster would.)"""
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
     monkeypatch.setattr(ray, "nodes", lambda: KUBERAY)
     ray_sets = ["launch.mode=ray", "launch.ray_num_workers=16", "launch.ray_init_kwargs.address=auto"]
-    run = _prepare(data_dir, model_dir, tmp_path / "run", ray_sets)
+    run = prepare(data_dir, model_dir, tmp_path / "run", ray_sets)
     args = yaml.safe_load(run.files.yaml.read_text())
     assert args["master_addr"] == "10.0.1.9" and args["ray_init_kwargs"] == {"address": "auto"}
     record = json.loads((run.run_dir / "sft_run.json").read_text())
     assert "launch.master_addr" in json.dumps(record)
     # an explicit master_addr wins
-    run = _prepare(data_dir, model_dir, tmp_path / "run2", [*ray_sets, "launch.master_addr=10.0.3.7"])
+    run = prepare(data_dir, model_dir, tmp_path / "run2", [*ray_sets, "launch.master_addr=10.0.3.7"])
     assert yaml.safe_load(run.files.yaml.read_text())["master_addr"] == "10.0.3.7"
     # no GPU node at all: a clear error before training starts
     monkeypatch.setattr(ray, "nodes", lambda: [node("10.0.0.2", head=True)])
     with pytest.raises(SFTError, match="no alive Ray node has a GPU"):
-        _prepare(data_dir, model_dir, tmp_path / "run3", ray_sets)
+        prepare(data_dir, model_dir, tmp_path / "run3", ray_sets)
 
 
-def test_ray_mode_without_a_named_cluster_is_left_alone(data_dir, model_dir, tmp_path: Path):  # noqa: F811
-    run = _prepare(data_dir, model_dir, tmp_path / "run", ["launch.mode=ray"])
+def test_ray_mode_without_a_named_cluster_is_left_alone(data_dir, model_dir, tmp_path: Path):
+    run = prepare(data_dir, model_dir, tmp_path / "run", ["launch.mode=ray"])
     assert "master_addr" not in yaml.safe_load(run.files.yaml.read_text())
