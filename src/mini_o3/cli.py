@@ -420,10 +420,12 @@ def serve(
 
 
 def _register_pipeline_commands() -> None:
-    """`run`, `compile`, `upload`, `submit`, `schedule` and `stage` live with the KFP layer."""
+    """`run`, `compile`, `upload`, `submit`, `schedule` live with the KFP layer, `stage` with dispatch."""
+    from mini_o3.dispatch.commands import register as register_stage
     from mini_o3.kfp.commands import register
 
     register(app)
+    register_stage(app)
 
 
 _register_pipeline_commands()

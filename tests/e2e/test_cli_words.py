@@ -76,7 +76,7 @@ def test_help_metavars_say_what_a_flag_takes():
 
 
 COMMANDS = ["synth", "prepare coldstart", "prepare bench", "tiny-model", "sft", "rl", "eval", "serve", "run",
-            "compile", "upload", "submit", "schedule", "rayjob-manifest", "stage sft", "stage rl", "stage eval"]
+            "compile", "upload", "submit", "schedule", "rayjob-manifest", "stage run", "stage sft", "stage rl", "stage eval"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -207,7 +207,7 @@ def test_eval_stage_fails_above_max_error_rate_after_sealing(bench, records, fau
     only after its report folder is sealed, so the report of the failed run can be read; its MLflow
     stage run ends FAILED with the reason."""
     from mini_o3 import storage, tracking
-    from mini_o3.stages import StageError, eval_stage
+    from mini_o3.stages import EvalRequest, StageError, eval_stage
     from mini_o3.stages.common import Tracking
 
     server = fault_server(items=_items(records), faults=[Fault("http_400", question=_question(records[0]))])
@@ -220,14 +220,16 @@ def test_eval_stage_fails_above_max_error_rate_after_sealing(bench, records, fau
     overrides = ["max_turns=3", "openai.max_retries=0", "protocol=rule"]
     out_uri = str(tmp_path / "eval")
     with pytest.raises(StageError, match=r"2 of 40 samples errored .*max_error_rate"):
-        eval_stage("unused", [bench_uri], out_uri, k=2, backend=backend, overrides=overrides,
-                   tracking=Tracking(parent, uri), work=str(tmp_path / "work"), progress=False)
+        eval_stage(EvalRequest(model_uri="unused", bench_uris=[bench_uri], out_uri=out_uri, k=2, backend=backend,
+                               overrides=overrides, tracking=Tracking(parent, uri)),
+                   work=str(tmp_path / "work"), progress=False)
     assert storage.is_complete(out_uri)
     report = json.loads((Path(out_uri) / "report.json").read_text())
     assert report["errors"]["count"] == 2 and report["benchmarks"]["synth"]["overall"]["errors"] == 2
     stage_run = next(r for r in tracking.client(uri).search_runs([tracking.client(uri).get_run(parent).info.experiment_id])
                      if r.data.tags.get("mini_o3.stage") == "evaluate")
     assert stage_run.info.status == "FAILED" and "max_error_rate" in stage_run.data.tags["mini_o3.error"]
-    ok = eval_stage("unused", [bench_uri], str(tmp_path / "eval-ok"), k=2, backend=backend,
-                    overrides=[*overrides, "max_error_rate=0.1"], work=str(tmp_path / "work-ok"), progress=False)
+    ok = eval_stage(EvalRequest(model_uri="unused", bench_uris=[bench_uri], out_uri=str(tmp_path / "eval-ok"), k=2,
+                                backend=backend, overrides=[*overrides, "max_error_rate=0.1"]),
+                    work=str(tmp_path / "work-ok"), progress=False)
     assert ok.metrics["avg_at_k/synth"] >= 0

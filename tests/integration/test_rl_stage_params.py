@@ -11,7 +11,7 @@ import pytest
 from mini_o3 import storage, tracking
 from mini_o3.data.synthetic import SynthConfig, generate
 from mini_o3.kfp.local_run import TINY_RL
-from mini_o3.stages import rl_stage
+from mini_o3.stages import RLRequest, rl_stage
 from mini_o3.stages.common import Tracking
 
 pytestmark = pytest.mark.slow
@@ -27,8 +27,9 @@ def test_rl_stage_params_are_the_recorded_rl_config(tiny_dir, tmp_path):
     parent = tracking.start_pipeline_run(experiment="rl", kfp_run_id="run-1", pipeline="train", params={},
                                          tracking_uri=uri)
     out_uri = str(tmp_path / "rl")
-    rl_stage("local", model_uri, [str(data)], [], out_uri, overrides=[*TINY_RL, "test_freq=-1"],
-             tracking=Tracking(parent, uri), work=str(tmp_path / "work"), progress=False)
+    rl_stage(RLRequest(engine="local", model_uri=model_uri, train_uris=[str(data)], out_uri=out_uri,
+                       overrides=[*TINY_RL, "test_freq=-1"], tracking=Tracking(parent, uri)),
+             work=str(tmp_path / "work"), progress=False)
     recorded = json.loads((tmp_path / "rl" / "run" / "rl_config.json").read_text())
     assert recorded["model_path"] == model_uri and recorded["train_files"] == [str(data)]  # local URIs: read in place
     client = tracking.client(uri)

@@ -71,7 +71,7 @@ def test_planted_secrets_never_reach_what_eval_writes(bench, fault_server, tmp_p
 
 def test_planted_secrets_never_reach_mlflow_or_stage_logs(bench, fault_server, tmp_path, capsys):
     from mini_o3 import storage, tracking
-    from mini_o3.stages import eval_stage
+    from mini_o3.stages import EvalRequest, eval_stage
     from mini_o3.stages.common import Tracking
 
     server = _server(fault_server, bench)
@@ -84,8 +84,9 @@ def test_planted_secrets_never_reach_mlflow_or_stage_logs(bench, fault_server, t
     backend = "openai:" + server.base_url.replace("http://", f"http://user:{PLANTED[0]}@") + "#no_zoom"
     overrides = ["max_turns=2", "openai.max_retries=0", f"openai.extra_body.api_key={PLANTED[2]}",
                  f"openai.headers.Authorization=Bearer {PLANTED[1]}", "protocol=rule", "max_error_rate=0.5"]
-    eval_stage("unused", [bench_uri], str(tmp_path / "eval"), k=1, backend=backend, overrides=overrides,
-               tracking=Tracking(parent, uri), work=str(tmp_path / "work"), progress=False)
+    eval_stage(EvalRequest(model_uri="unused", bench_uris=[bench_uri], out_uri=str(tmp_path / "eval"), k=1,
+                           backend=backend, overrides=overrides, tracking=Tracking(parent, uri)),
+               work=str(tmp_path / "work"), progress=False)
     with pytest.raises(RuntimeError), tracking.stage_run(parent_run_id=parent, stage="boom", tracking_uri=uri):
         raise RuntimeError(f"endpoint http://u:{PLANTED[3]}@h failed; token={PLANTED[4]}")
     logs = capsys.readouterr()

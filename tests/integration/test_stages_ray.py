@@ -1,6 +1,6 @@
-"""The RL component's remote path against a real local Ray head (Jobs API): the launcher submits
-``mini-o3 stage rl ...``, the job seals its output in storage and logs its MLflow child run, and
-the launcher reads the result back from storage."""
+"""The RL component's remote path against a real local Ray head (Jobs API): the launcher seals the
+request and submits ``mini-o3 stage run <uri>``, the job seals its output in storage and logs its
+MLflow child run, and the launcher reads the result back from storage."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from mini_o3 import storage
-from mini_o3.kfp import steps
+from mini_o3.kfp import bodies
 from mini_o3.kfp.local_run import TINY_RL
-from mini_o3.launch import job_name
+from mini_o3.launch import LaunchSettings, job_name
 from mini_o3.stages import prepare_bench_stage
 from mini_o3.tracking import start_pipeline_run
 
@@ -36,19 +36,18 @@ def test_rl_runs_as_a_ray_job_and_returns_its_sealed_model(ray_head, tiny_dir, t
                                 tracking_uri=tracking_uri)
     env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1",
            "MLFLOW_ALLOW_FILE_STORE": "true", "TOKENIZERS_PARALLELISM": "false"}
-    launch = dict(mode="ray", ray_address=ray_head.address, workers=1, gpus_per_worker=0, node_selector={},
-                  tolerations=[], overrides=[], image="", s3_secret_name="", judge_secret_name="",
-                  hf_token_secret_name="", env=env)
-    result = steps.rl(engine="local", model_uri=str(model), train_uri=data, val_uri="", run_root=str(run_root),
-                      overrides=[*TINY_RL, "test_freq=-1"], launch=launch, parent_run_id=parent,
-                      tracking_uri=tracking_uri, s3_endpoint="")
+    launch = LaunchSettings(mode="ray", ray_address=ray_head.address, workers=1, gpus_per_worker=0, env=env)
+    request = bodies.rl_request(engine="local", model_uri=str(model), train_uri=data, val_uri="", run_root=str(run_root),
+                                overrides=[*TINY_RL, "test_freq=-1"], launch=launch, parent_run_id=parent,
+                                tracking_uri=tracking_uri, gpus=0)
+    result = bodies.run_request(request)
     assert result.model_uri == str(run_root / "rl" / "model") and storage.is_complete(result.model_uri)
     assert storage.is_complete(str(run_root / "rl" / "run")) and result.metrics["global_step"] == 1.0
 
     from ray.job_submission import JobSubmissionClient
 
     info = JobSubmissionClient(ray_head.address).get_job_info(job_name("mo3-rl", "run-ray-1"))
-    assert info.status.value == "SUCCEEDED" and info.entrypoint.startswith("mini-o3 stage rl --engine local")
+    assert info.status.value == "SUCCEEDED" and info.entrypoint == f"mini-o3 stage run {run_root}/rl-request"
 
     from mlflow import MlflowClient
 
@@ -76,12 +75,11 @@ def test_sigterm_to_the_rl_component_stops_its_ray_job(ray_head, tiny_dir, tmp_p
     shutil.copytree(tiny_dir, model)
     storage.mark_complete(model)
     env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
-    launch = dict(mode="ray", ray_address=ray_head.address, workers=1, gpus_per_worker=0, node_selector={},
-                  tolerations=[], overrides=[], image="", s3_secret_name="", judge_secret_name="",
-                  hf_token_secret_name="", env=env)
-    call = (f"from mini_o3.kfp import steps; steps.rl(engine='local', model_uri={str(model)!r}, train_uri={data!r}, "
+    launch = dict(mode="ray", ray_address=ray_head.address, workers=1, gpus_per_worker=0, env=env)
+    call = ("from mini_o3.kfp import bodies; from mini_o3.launch import LaunchSettings; "
+            f"bodies.run_request(bodies.rl_request(engine='local', model_uri={str(model)!r}, train_uri={data!r}, "
             f"val_uri='', run_root={str(run_root)!r}, overrides={[*TINY_RL, 'total_training_steps=500']!r}, "
-            f"launch=json.loads({json.dumps(launch)!r}), parent_run_id='', tracking_uri='', s3_endpoint='')")
+            f"launch=LaunchSettings(**json.loads({json.dumps(launch)!r})), parent_run_id='', tracking_uri='', gpus=0))")
     log = tmp_path / "component.log"
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-c", f"import json; {call}"], stdout=out, stderr=subprocess.STDOUT)

@@ -9,7 +9,7 @@ import pytest
 
 from mini_o3 import storage
 from mini_o3.kfp.local_run import TINY_EVAL
-from mini_o3.stages import StageError, eval_stage, prepare_bench_stage, rl_stage
+from mini_o3.stages import EvalRequest, RLRequest, StageError, eval_stage, prepare_bench_stage, rl_stage
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +29,8 @@ def test_prepare_and_evaluate_through_s3(s3_server, tiny_dir, tmp_path):
     model_uri = s3_server.uri("models", "tiny")
     storage.put_dir(tiny_dir, model_uri)
     out_uri = s3_server.uri("run", "eval")
-    result = eval_stage(model_uri, [bench_uri], out_uri, k=1, backend="local", overrides=TINY_EVAL,
-                        work=str(tmp_path / "work"), progress=False)
+    result = eval_stage(EvalRequest(model_uri=model_uri, bench_uris=[bench_uri], out_uri=out_uri, k=1, backend="local",
+                                    overrides=TINY_EVAL), work=str(tmp_path / "work"), progress=False)
     assert storage.is_complete(out_uri)
     stage = json.loads(storage.get_text(storage.join(out_uri, "stage.json")))
     assert stage["metrics"] == result.metrics and 0.0 <= result.metrics["avg_at_k/synthetic"] <= 1.0
@@ -52,7 +52,8 @@ def test_half_written_model_is_refused_before_any_work(s3_server, tiny_dir, tmp_
     assert not storage.is_complete(model_uri) and storage.exists(model_uri)
     out_uri = s3_server.uri("run", "rl")
     with pytest.raises(storage.IncompleteArtifactError, match="half|marker|complete"):
-        rl_stage("local", model_uri, [s3_server.uri("nowhere")], [], out_uri, work=str(tmp_path / "w"), progress=False)
+        rl_stage(RLRequest(engine="local", model_uri=model_uri, train_uris=[s3_server.uri("nowhere")], out_uri=out_uri),
+                 work=str(tmp_path / "w"), progress=False)
     assert not storage.exists(out_uri)
     with pytest.raises(StageError, match="unknown; expected one of local, verl"):
-        rl_stage("trl", model_uri, [], [], out_uri)
+        rl_stage(RLRequest(engine="trl", model_uri=model_uri, out_uri=out_uri))

@@ -108,7 +108,7 @@ RUNTIMES = list(images.RUNTIMES)
 CUDA_RUNTIME = re.compile(r"^nvidia/cuda:\d+\.\d+\.\d+-(cudnn-)?runtime-ubuntu\d\d\.\d\d$")
 OCI_LABELS = ("source", "version", "revision", "title")
 #: which step function runs in which image (anything else: base)
-STEP_RUNTIME = {"sft": "sft", "rl": "rl", "evaluate": "eval"}
+STEP_RUNTIME = {"sft_request": "sft", "rl_request": "rl", "eval_request": "eval"}
 
 
 def dockerfile(runtime: str) -> Dockerfile:
@@ -259,9 +259,9 @@ def executors() -> list[tuple[str, str, dict]]:
 
 
 def step_calls(container: dict) -> set[str]:
-    """The ``mini_o3.kfp.steps`` functions an executor's embedded source calls."""
+    """The ``mini_o3.kfp.bodies`` functions an executor's embedded source calls."""
     source = container["command"][-1]
-    return set(re.findall(r"\bsteps\.(\w+)\(", source))
+    return set(re.findall(r"\bbodies\.(\w+)\(", source))
 
 
 def test_compiled_files_exist():

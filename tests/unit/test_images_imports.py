@@ -1,5 +1,5 @@
 """The entry points the compiled components call exist in their images: for each image, the modules
-its steps import (the executors' sources, the ``mini_o3.kfp.steps`` functions they call and the
+its steps import (the executors' sources, the ``mini_o3.kfp.bodies`` functions they call and the
 helpers those call, the stage's library, the ``mini-o3`` CLI, KFP's executor) import in a fresh
 interpreter in which every distribution outside the image's lock is hidden."""
 
@@ -19,7 +19,7 @@ import yaml
 from mini_o3 import images
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS = ROOT / "src" / "mini_o3" / "kfp" / "steps.py"
+BODIES = ROOT / "src" / "mini_o3" / "kfp" / "bodies.py"
 #: the library each GPU image's stage runs in-process
 STAGE_LIBRARIES = {
     "base": ["mini_o3.data.bench", "mini_o3.data.coldstart", "mini_o3.launch", "mini_o3.storage", "mini_o3.tracking"],
@@ -84,9 +84,9 @@ def _our_imports(tree: ast.AST) -> set[str]:
     return found
 
 
-def _steps_imports() -> dict[str, tuple[set[str], set[str]]]:
-    """function name → (mini_o3 modules it imports, module-level functions of steps.py it calls)."""
-    tree = ast.parse(STEPS.read_text())
+def _bodies_imports() -> dict[str, tuple[set[str], set[str]]]:
+    """function name → (mini_o3 modules it imports, module-level functions of bodies.py it calls)."""
+    tree = ast.parse(BODIES.read_text())
     functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
     table = {}
     for name, node in functions.items():
@@ -98,7 +98,7 @@ def _steps_imports() -> dict[str, tuple[set[str], set[str]]]:
 
 def modules_per_runtime() -> dict[str, set[str]]:
     """Every module a runtime's executors need, from the compiled files."""
-    table = _steps_imports()
+    table = _bodies_imports()
     needed: dict[str, set[str]] = {}
     for path in sorted((ROOT / "pipelines").glob("*.yaml")) + sorted((ROOT / "components").glob("*.yaml")):
         spec = next(iter(yaml.safe_load_all(path.read_text())))
@@ -110,7 +110,7 @@ def modules_per_runtime() -> dict[str, set[str]]:
             source = ast.parse(container["command"][-1])
             mods = needed.setdefault(runtime, {"kfp.dsl.executor_main", "mini_o3.cli"})
             mods |= _our_imports(source)
-            todo = set(re.findall(r"\bsteps\.(\w+)\(", container["command"][-1]))
+            todo = set(re.findall(r"\bbodies\.(\w+)\(", container["command"][-1]))
             seen: set[str] = set()
             while todo:
                 name = todo.pop()
@@ -136,7 +136,7 @@ def test_step_modules_import_with_only_the_images_distributions(runtime):
     lock = _lock()
     allowed = set(lock.read_pins(lock.IMAGES[runtime].lock_path)) | {"mini-o3-pipelines"}
     modules = sorted(modules_per_runtime()[runtime])
-    assert "mini_o3.kfp.steps" in modules
+    assert "mini_o3.kfp.bodies" in modules
     done = subprocess.run([sys.executable, "-c", BLOCKER, json.dumps(sorted(allowed)), json.dumps(modules)],
                           check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from fixtures import kfp_driver as driver
 
-from mini_o3.kfp import steps
+from mini_o3.kfp import bodies
 from mini_o3.stages import StageError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -116,10 +116,10 @@ def test_every_runtime_resource_field_is_a_string_parameter_or_a_constant(name):
 
 @pytest.mark.parametrize("text, count", [("8", 8), (" 0 ", 0), (2, 2)])
 def test_gpu_count_converts_the_string_parameter(text, count):
-    assert steps.gpu_count(text, "p2_sft_gpus") == count
+    assert bodies.gpu_count(text, "p2_sft_gpus") == count
 
 
 @pytest.mark.parametrize("text", ["", "eight", "1.5", "-1", "²"])
 def test_bad_gpu_counts_fail_in_preflight_naming_the_parameter(text):
     with pytest.raises(StageError, match="p3_rl_gpus_per_worker"):
-        steps.preflight(gpu_counts={"p2_sft_gpus": "8", "p3_rl_gpus_per_worker": text})
+        bodies.preflight(gpu_counts={"p2_sft_gpus": "8", "p3_rl_gpus_per_worker": text})

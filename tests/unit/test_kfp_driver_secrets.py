@@ -19,7 +19,7 @@ import pytest
 import yaml
 from fixtures import kfp_driver as driver
 
-from mini_o3.kfp import steps
+from mini_o3.kfp import bodies
 from mini_o3.stages import StageError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,16 +74,16 @@ def test_init_run_refuses_an_empty_secret_name_with_the_inputs_the_driver_gives_
     param = next(p for p in spec["root"]["inputDefinitions"]["parameters"] if p.endswith(f"{which}_secret_name"))
     (init,) = [t for t in driver.executor_tasks(spec, {param: ""}) if t.task == "init-run"]
     with pytest.raises(StageError, match=f"^{param} is empty: KFP refuses an empty Secret name"):
-        steps.preflight(secret_names=init.params["secret_names"].value, gpu_counts=init.params["gpu_counts"].value)
+        bodies.preflight(secret_names=init.params["secret_names"].value, gpu_counts=init.params["gpu_counts"].value)
     (init,) = [t for t in driver.executor_tasks(spec, JUDGE_OFF[name]) if t.task == "init-run"]
-    steps.preflight(secret_names=init.params["secret_names"].value, gpu_counts=init.params["gpu_counts"].value)
+    bodies.preflight(secret_names=init.params["secret_names"].value, gpu_counts=init.params["gpu_counts"].value)
 
 
 def test_secret_names_must_be_dns_subdomains():
     with pytest.raises(StageError, match="p0_judge_secret_name='Judge_Key' is not a Secret name"):
-        steps.preflight(secret_names={"p0_judge_secret_name": "Judge_Key"})
+        bodies.preflight(secret_names={"p0_judge_secret_name": "Judge_Key"})
     with pytest.raises(StageError, match="judge_enabled parameter to false"):
-        steps.preflight(secret_names={"judge_secret_name": ""})
+        bodies.preflight(secret_names={"judge_secret_name": ""})
 
 
 @pytest.mark.parametrize("name", ["train", "evaluate"])
@@ -101,15 +101,15 @@ def test_the_judge_switch_reaches_every_task_that_mounts_the_judge(name):
 def test_evaluate_asks_for_rule_scoring_explicitly_without_the_judge(monkeypatch, tmp_path, enabled, env, judged):
     import mini_o3.stages
 
-    for key in steps.JUDGE_SECRET_KEYS:
+    for key in bodies.JUDGE_SECRET_KEYS:
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     calls = []
-    monkeypatch.setattr(mini_o3.stages, "eval_stage", lambda *a, **kw: calls.append(kw))
-    steps.evaluate(model_uri="s3://b/m", bench_uri="s3://b/e", run_root=str(tmp_path), k=0, backend="local",
-                   overrides=["max_turns=2"], judge_enabled=enabled, judge_secret_name="mini-o3-judge",
-                   parent_run_id="", tracking_uri="", s3_endpoint="")
+    monkeypatch.setattr(mini_o3.stages, "eval_stage", lambda request, **kw: calls.append(request))
+    bodies.run_request(bodies.eval_request(model_uri="s3://b/m", bench_uri="s3://b/e", run_root=str(tmp_path), k=0,
+                                           backend="local", overrides=["max_turns=2"], judge_enabled=enabled,
+                                           judge_secret_name="mini-o3-judge", parent_run_id="", tracking_uri=""))
     (call,) = calls
-    assert call["judge"] is judged
-    assert call["overrides"] == (["max_turns=2"] if judged else [*steps.rule_protocol_overrides(), "max_turns=2"])
+    assert call.judge is judged
+    assert call.overrides == (["max_turns=2"] if judged else [*bodies.rule_protocol_overrides(), "max_turns=2"])

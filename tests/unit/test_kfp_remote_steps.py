@@ -1,7 +1,8 @@
-"""The KFP rl / sft step functions in launch mode ``rayjob`` end to end against a fake Kubernetes API
-(no API server can exist here): the RayJob they create is valid, runs our ``mini-o3 stage`` CLI with
-arguments it accepts, on the right image, with the pipeline's env and secrets by reference and an
-ownerReference to the KFP pod; the "remote" stage seals its result where the step reads it back."""
+"""The KFP rl / sft components in launch mode ``rayjob`` end to end against a fake Kubernetes API
+(no API server can exist here): the RayJob they create is valid, runs ``mini-o3 stage run <uri>``
+(our CLI accepts it) on the sealed request the component built, on the right image, with the
+pipeline's env and secrets by reference and an ownerReference to the KFP pod; the "remote" stage
+seals its result where the component reads it back."""
 
 from __future__ import annotations
 
@@ -10,17 +11,44 @@ from fixtures.kube_client import NS, assert_inside_rbac
 from fixtures.stage_cluster import stage_cluster_fixture  # noqa: F401 (registers `cluster`)
 
 from mini_o3 import images
-from mini_o3.kfp import steps
+from mini_o3.kfp import bodies, components
 from mini_o3.launch import validate_rayjob
 
 
-def launch(mode="rayjob", **extra):
-    base = dict(mode=mode, ray_address="", workers=2, gpus_per_worker=8, node_selector={"pool": "h100"},
-                tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}], overrides=[],
-                image="", s3_secret_name="mini-o3-s3", judge_secret_name="mini-o3-judge",
-                hf_token_secret_name="mini-o3-hf-token", work_volume_claim="mini-o3-work",
-                env={"MINI_O3_S3_ENDPOINT": "http://seaweedfs.kubeflow:9000", "MLFLOW_TRACKING_URI": "http://mlflow:5000"})
+class Metrics:
+    """The component's ``Output[Metrics]``."""
+
+    def __init__(self):
+        self.logged = {}
+
+    def log_metric(self, key, value):
+        self.logged[key] = value
+
+
+@pytest.fixture(autouse=True)
+def _restore_env(monkeypatch):
+    monkeypatch.setenv("MINI_O3_S3_ENDPOINT", "")  # the component writes it (setup_env); restored after
+
+
+def inputs(stage, tmp_path, **extra):
+    """The inputs the train pipeline gives the ``stage`` launcher component (RayJob, 2 x 8 GPUs)."""
+    base = dict(run_root=str(tmp_path / "r"), overrides=[], launch_mode="rayjob", ray_address="", workers=2,
+                gpus_per_worker="8", node_selector={"pool": "h100"},
+                tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                launch_overrides=[], s3_secret_name="mini-o3-s3", hf_token_secret_name="mini-o3-hf-token",
+                accelerator="nvidia.com/gpu", parent_run_id="", mlflow_tracking_uri="http://mlflow:5000",
+                s3_endpoint="http://seaweedfs.kubeflow:9000", work_volume_claim="mini-o3-work",
+                ray_service_account="", image_registry="", image_tag="", metrics=Metrics())
+    if stage == "sft":
+        base.update(data_uri="s3://b/d", base_model="hf://m/m")
+    else:
+        base.update(engine="verl", model_uri="s3://b/m", train_uri="s3://b/t", val_uri="",
+                    judge_secret_name="mini-o3-judge", judge_enabled=True)
     return {**base, **extra}
+
+
+def run_component(stage, tmp_path, **extra):
+    return getattr(components, stage)(**inputs(stage, tmp_path, **extra))
 
 
 def containers(manifest):
@@ -53,9 +81,11 @@ def check_common(manifest, runtime):
 def test_rl_rayjob_end_to_end(cluster, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "k")  # the launcher pod mounts the judge Secret too (optional)
     root = str(tmp_path / "runs" / "run-42")
-    result = steps.rl(engine="verl", model_uri="s3://b/runs/run-42/sft/model", train_uri="s3://b/runs/run-42/data/rl_data",
-                      val_uri="s3://b/runs/run-42/data/eval_data", run_root=root, overrides=["total_training_steps=2"],
-                      launch=launch(), parent_run_id="parent-123", tracking_uri="http://mlflow:5000", s3_endpoint="")
+    metrics = Metrics()
+    result = run_component("rl", tmp_path, model_uri="s3://b/runs/run-42/sft/model",
+                           train_uri="s3://b/runs/run-42/data/rl_data", val_uri="s3://b/runs/run-42/data/eval_data",
+                           run_root=root, overrides=["total_training_steps=2"], parent_run_id="parent-123",
+                           metrics=metrics)
     m = cluster.manifest
     check_common(m, "rl")
     for c in containers(m):
@@ -68,13 +98,13 @@ def test_rl_rayjob_end_to_end(cluster, tmp_path, monkeypatch):
     # verl 0.9.1 reserves {CPU: 3, GPU: 1} per GPU (STRICT_PACK per node) and KubeRay hands Ray the CPU
     # limit: 8 GPUs need > 24 CPUs (tests/integration/test_rayjob_placement.py places it for real)
     assert int(workers["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"]) > 3 * 8
-    p = cluster.params  # the stage CLI accepted the entrypoint
-    assert (p["engine"], p["model_uri"], p["nnodes"], p["gpus_per_node"]) == ("verl", "s3://b/runs/run-42/sft/model", 2, 8)
-    assert p["train_uri"] == ["s3://b/runs/run-42/data/rl_data"] and p["val_uri"] == ["s3://b/runs/run-42/data/eval_data"]
-    assert p["overrides"] == ["total_training_steps=2"]
-    assert (p["parent_run_id"], p["tracking_uri"]) == ("parent-123", "http://mlflow:5000")
-    assert p["out_uri"] == f"{root}/rl"
-    assert result.model_uri == f"{root}/rl/model" and result.metrics == {"global_step": 3.0}
+    r = cluster.request  # the stage CLI accepted the entrypoint; the request runs in the Ray job's process
+    assert (r.stage, r.engine, r.model_uri, r.nnodes, r.gpus_per_node) == ("rl", "verl", "s3://b/runs/run-42/sft/model", 2, 8)
+    assert r.train_uris == ["s3://b/runs/run-42/data/rl_data"] and r.val_uris == ["s3://b/runs/run-42/data/eval_data"]
+    assert r.overrides == ["total_training_steps=2"] and r.launch.mode == "inprocess"
+    assert (r.tracking.parent_run_id, r.tracking.tracking_uri) == ("parent-123", "http://mlflow:5000")
+    assert r.out_uri == f"{root}/rl"
+    assert result.model_uri == f"{root}/rl/model" and metrics.logged == {"global_step": 3.0}
     # verl's workers on the worker pods see the driver's work folder: one shared claim, one path.
     cluster_spec = m["spec"]["rayClusterSpec"]
     for pod in (cluster_spec["headGroupSpec"]["template"], workers["template"]):
@@ -86,17 +116,16 @@ def test_rl_rayjob_end_to_end(cluster, tmp_path, monkeypatch):
 
 def test_sft_rayjob_end_to_end(cluster, tmp_path):
     root = str(tmp_path / "runs" / "run-42")
-    result = steps.sft(data_uri="s3://b/runs/run-42/data/coldstart", model="hf://Qwen/Qwen2.5-VL-7B-Instruct",
-                       run_root=root, overrides=["num_train_epochs=1"], launch=launch(judge_secret_name=""),
-                       parent_run_id="", tracking_uri="", s3_endpoint="")
+    result = run_component("sft", tmp_path, data_uri="s3://b/runs/run-42/data/coldstart",
+                           base_model="hf://Qwen/Qwen2.5-VL-7B-Instruct", run_root=root, overrides=["num_train_epochs=1"])
     m = cluster.manifest
     check_common(m, "sft")
     assert not any("END_POINT" in env_of(c) for c in containers(m))
-    p = cluster.params
-    assert p["data_uri"] == "s3://b/runs/run-42/data/coldstart" and p["model"] == "hf://Qwen/Qwen2.5-VL-7B-Instruct"
-    assert p["overrides"] == ["launch.mode=ray", "launch.ray_init_kwargs.address=auto", "launch.ray_num_workers=16",
-                              "num_train_epochs=1"]
-    assert p["parent_run_id"] is None and p["out_uri"] == f"{root}/sft"
+    r = cluster.request
+    assert r.data_uri == "s3://b/runs/run-42/data/coldstart" and r.model == "hf://Qwen/Qwen2.5-VL-7B-Instruct"
+    assert r.overrides == ["launch.mode=ray", "launch.ray_init_kwargs.address=auto", "launch.ray_num_workers=16",
+                           "num_train_epochs=1"]
+    assert r.tracking.parent_run_id is None and r.out_uri == f"{root}/sft"
     # LLaMA-Factory reserves {GPU: 1, CPU: 10} per GPU: each 8-GPU worker pod must offer >= 80 CPUs.
     worker = m["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
     assert int(worker["resources"]["limits"]["cpu"]) >= 10 * 8
@@ -104,17 +133,13 @@ def test_sft_rayjob_end_to_end(cluster, tmp_path):
 
 
 def test_sft_rayjob_cpu_override_wins(cluster, tmp_path):
-    steps.sft(data_uri="s3://b/d", model="hf://m/m", run_root=str(tmp_path / "r"), overrides=[],
-              launch=launch(overrides=["cpus_per_worker=96"], workers=1), parent_run_id="", tracking_uri="",
-              s3_endpoint="")
+    run_component("sft", tmp_path, launch_overrides=["cpus_per_worker=96"], workers=1)
     worker = cluster.manifest["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
     assert worker["resources"]["limits"]["cpu"] == "96"
 
 
 def test_rl_rayjob_cpu_override_wins(cluster, tmp_path):
-    steps.rl(engine="verl", model_uri="s3://b/m", train_uri="s3://b/t", val_uri="", run_root=str(tmp_path / "r"),
-             overrides=[], launch=launch(overrides=["cpus_per_worker=40"]), parent_run_id="", tracking_uri="",
-             s3_endpoint="")
+    run_component("rl", tmp_path, launch_overrides=["cpus_per_worker=40"])
     worker = cluster.manifest["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
     assert worker["resources"]["limits"]["cpu"] == "40"
 
@@ -123,14 +148,13 @@ def test_rl_rayjob_cpu_override_wins(cluster, tmp_path):
                                                  ("mini-o3-judge", {"OPENAI_API_KEY": "k"}, True)])
 def test_rl_without_judge_secret_scores_with_rules(cluster, tmp_path, monkeypatch, capsys, secret, env, judged):
     """The judge Secret is optional (chart, pipeline docs): without it RL must not die on judge.enabled=true."""
-    for key in steps.JUDGE_SECRET_KEYS:
+    for key in bodies.JUDGE_SECRET_KEYS:
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    steps.rl(engine="local", model_uri="s3://b/m", train_uri="s3://b/t", val_uri="", run_root=str(tmp_path / "r"),
-             overrides=["rollout_n=2"], launch=launch(judge_secret_name=secret, workers=0, gpus_per_worker=0),
-             parent_run_id="", tracking_uri="", s3_endpoint="")
-    overrides = cluster.params["overrides"]
+    run_component("rl", tmp_path, engine="local", overrides=["rollout_n=2"], judge_secret_name=secret, workers=0,
+                  gpus_per_worker="0")
+    overrides = cluster.request.overrides
     assert ("judge.enabled=false" in overrides) is not judged and overrides[-1] == "rollout_n=2"
     assert ("WARNING rl: judge Secret mini-o3-judge is missing" in capsys.readouterr().out) is (secret != "" and not judged)
 
@@ -141,20 +165,13 @@ def test_multi_pod_rayjob_without_work_volume_is_refused_before_creating_anythin
     the step says which setting to give instead of failing inside verl / LLaMA-Factory."""
     from mini_o3.launch import LaunchError
 
-    common = dict(run_root=str(tmp_path / "r"), overrides=[], launch=launch(work_volume_claim=""), parent_run_id="",
-                  tracking_uri="", s3_endpoint="")
     with pytest.raises(LaunchError, match=r"launch.work_volume_claim is not set.*p0_work_volume_claim"):
-        if step == "sft":
-            steps.sft(data_uri="s3://b/d", model="hf://m/m", **common)
-        else:
-            steps.rl(engine="verl", model_uri="s3://b/m", train_uri="s3://b/t", val_uri="", **common)
+        run_component(step, tmp_path, work_volume_claim="")
     assert cluster.manifest is None and not cluster.kube.deleted
 
 
 def test_head_only_rayjob_needs_no_work_volume(cluster, tmp_path):
-    steps.rl(engine="local", model_uri="s3://b/m", train_uri="s3://b/t", val_uri="", run_root=str(tmp_path / "r"),
-             overrides=[], launch=launch(work_volume_claim="", workers=0, gpus_per_worker=0), parent_run_id="",
-             tracking_uri="", s3_endpoint="")
+    run_component("rl", tmp_path, engine="local", work_volume_claim="", workers=0, gpus_per_worker="0")
     assert "workerGroupSpecs" not in cluster.manifest["spec"]["rayClusterSpec"]
     assert "MINI_O3_WORK_DIR" not in str(cluster.manifest)
 
@@ -164,27 +181,26 @@ def _launch(stage, mode="rayjob", workers=8, skip_uri="", overrides=()):
 
 
 def test_preflight_refuses_a_multi_pod_rayjob_without_the_shared_volume_before_any_stage_runs():
-    from mini_o3.kfp import steps
+    from mini_o3.kfp import bodies
     from mini_o3.stages import StageError
 
     with pytest.raises(StageError, match=r"^rl: .*work_volume_claim.*p0_work_volume_claim"):
-        steps.preflight(launches=[_launch("sft", mode="inprocess"), _launch("rl")])
+        bodies.preflight(launches=[_launch("sft", mode="inprocess"), _launch("rl")])
     # the volume given (as the run-wide parameter or a launch override), or the stage skipped: fine
-    steps.preflight(launches=[_launch("rl")], work_volume_claim="mini-o3-work")
-    steps.preflight(launches=[_launch("rl", overrides=["work_volume_claim=mine", "cpus_per_worker=32"])])
-    steps.preflight(launches=[_launch("rl", skip_uri="s3://b/run/rl/model")])
+    bodies.preflight(launches=[_launch("rl")], work_volume_claim="mini-o3-work")
+    bodies.preflight(launches=[_launch("rl", overrides=["work_volume_claim=mine", "cpus_per_worker=32"])])
+    bodies.preflight(launches=[_launch("rl", skip_uri="s3://b/run/rl/model")])
     # head-only RayJobs (reference engine smoke) and other modes need no volume
-    steps.preflight(launches=[_launch("rl", workers=0), _launch("sft", mode="ray", workers=2)])
+    bodies.preflight(launches=[_launch("rl", workers=0), _launch("sft", mode="ray", workers=2)])
     with pytest.raises(StageError, match=r"^sft: "):
-        steps.preflight(launches=[_launch("sft", mode="inprocess", overrides=["mode=rayjob"], workers="2")])
+        bodies.preflight(launches=[_launch("sft", mode="inprocess", overrides=["mode=rayjob"], workers="2")])
 
 
 def test_rl_with_the_judge_switched_off_mounts_no_judge_secret(cluster, tmp_path, monkeypatch):
     """p0_judge_enabled=false: rule rewards and no judge secretKeyRef on the Ray pods, even where the
     launcher pod has judge credentials (the Secret name itself stays non-empty: KFP refuses "")."""
     monkeypatch.setenv("OPENAI_API_KEY", "k")
-    steps.rl(engine="local", model_uri="s3://b/m", train_uri="s3://b/t", val_uri="", run_root=str(tmp_path / "r"),
-             overrides=["rollout_n=2"], launch=launch(workers=0, gpus_per_worker=0), judge_enabled=False,
-             parent_run_id="", tracking_uri="", s3_endpoint="")
-    assert cluster.params["overrides"] == ["judge.enabled=false", "rollout_n=2"]
-    assert not any(key in env_of(c) for c in containers(cluster.manifest) for key in steps.JUDGE_SECRET_KEYS)
+    run_component("rl", tmp_path, engine="local", overrides=["rollout_n=2"], workers=0, gpus_per_worker="0",
+                  judge_enabled=False)
+    assert cluster.request.overrides == ["judge.enabled=false", "rollout_n=2"]
+    assert not any(key in env_of(c) for c in containers(cluster.manifest) for key in bodies.JUDGE_SECRET_KEYS)

@@ -9,13 +9,14 @@ import copy
 import pytest
 import yaml
 from fixtures.kube_client import NS
-from fixtures.stage_cluster import parse_stage, stage_cluster_fixture  # noqa: F401 (registers `cluster`)
+from fixtures.stage_cluster import stage_cluster_fixture  # noqa: F401 (registers `cluster`)
 from typer.testing import CliRunner
 
 from mini_o3.cli import app
 from mini_o3.kfp import components
-from mini_o3.kfp.review import launcher_inputs, rayjob_for
+from mini_o3.kfp.review import launcher_inputs, rayjob_for, remote_plan
 from mini_o3.launch import validate_rayjob
+from mini_o3.stages import parse_request
 
 VOLUME = {"p0_work_volume_claim": "mini-o3-work"}
 CASES = {
@@ -40,6 +41,7 @@ def test_the_printed_rayjob_is_what_the_launcher_component_submits(case, cluster
     submitted = copy.deepcopy(cluster.manifest)
     submitted["metadata"].pop("ownerReferences")  # the launcher pod; a review has none
     assert rayjob_for(stage, params, run_id="run-7", namespace=NS) == submitted
+    assert remote_plan(stage, params, run_id="run-7").request == cluster.request  # and the request it sealed
 
 
 def test_cli_prints_valid_yaml_with_the_given_parameters_on_stdout():
@@ -52,9 +54,10 @@ def test_cli_prints_valid_yaml_with_the_given_parameters_on_stdout():
     validate_rayjob(manifest)
     assert manifest["metadata"]["namespace"] == "team-a" and manifest["metadata"]["name"].startswith("mo3-rl-abc-")
     assert manifest["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["replicas"] == 1
-    stage, p = parse_stage(manifest["spec"]["entrypoint"])
-    assert stage == "rl" and p["overrides"] == ["rollout_n=4"] and p["nnodes"] == 1
-    assert p["out_uri"] == "s3://mini-o3/runs/abc/rl"
+    assert manifest["spec"]["entrypoint"] == "mini-o3 stage run s3://mini-o3/runs/abc/rl-request"
+    request = parse_request("".join(line[2:] + "\n" for line in done.stdout.splitlines()[1:] if line.startswith("# ")))
+    assert request.stage == "rl" and request.overrides == ["rollout_n=4"] and request.nnodes == 1
+    assert request.out_uri == "s3://mini-o3/runs/abc/rl"
 
 
 @pytest.mark.parametrize("args, message", [

@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mini_o3.kfp import deadlines, steps
+from mini_o3.kfp import bodies, deadlines
 from mini_o3.launch import cleanup, rayjob_manifest
 from mini_o3.launch.cleanup import RUN_ID_LABEL, cleanup_run
-from mini_o3.stages import StageError, Tracking
+from mini_o3.stages import StageError
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = "6f1c2a9e-1b7d-4c55-9a0e-3f2b8d7c1e44"
@@ -124,7 +124,7 @@ def test_outside_a_cluster_nothing_is_looked_up(monkeypatch):
 def test_finish_run_cleans_up_before_closing_mlflow(monkeypatch, state, settle):
     calls = []
     monkeypatch.setattr(cleanup, "cleanup_run_in_cluster", lambda run_id, succeeded: calls.append((run_id, succeeded)))
-    status = steps.finish_run(storage_root="", kfp_run_id=RUN, pipeline="mini-o3-train", experiment="e",
+    status = bodies.finish_run(storage_root="", kfp_run_id=RUN, pipeline="mini-o3-train", experiment="e",
                               tracking_uri="none", s3_endpoint="", state=state)
     assert calls == [(RUN, not settle)] and status == ("FINISHED" if state == "SUCCEEDED" else "FAILED")
 
@@ -161,17 +161,24 @@ def test_finish_run_is_the_exit_hook_around_every_launcher():
 
 
 def _plans(overrides: list[str] = ()):
-    launch = steps.launch_of(launch_mode="rayjob", ray_address="", workers=2, gpus_per_worker=8, node_selector={},
-                             tolerations=[], launch_overrides=list(overrides), s3_secret_name="mini-o3-s3",
-                             judge_secret_name="mini-o3-judge", hf_token_secret_name="mini-o3-hf-token",
-                             s3_endpoint="http://s3:9000", mlflow_tracking_uri="", work_volume_claim="work",
-                             ray_service_account="mini-o3", image="registry.local/mini-o3-rl:1")
+    from mini_o3.dispatch import remote_stage
+
     root = f"s3://b/runs/{RUN}"
-    rl = steps.rl_remote(engine="verl", model_uri="s3://b/m", train_uri="s3://b/t", val_uri="", run_root=root,
-                         overrides=[], launch=launch, tracking=Tracking(None, None))
-    sft = steps.sft_remote(data_uri="s3://b/d", model="hf://Qwen/Qwen2.5-VL-7B-Instruct", run_root=root, overrides=[],
-                           launch=launch, tracking=Tracking(None, None))
-    return {"rl": rl, "sft": sft}
+    plans = {}
+    for stage in ("rl", "sft"):
+        launch = bodies.stage_launch(stage, run_root=root, mode="rayjob", ray_address="", workers=2, gpus_per_worker=8,
+                                     node_selector={}, tolerations=[], overrides=list(overrides),
+                                     s3_secret_name="mini-o3-s3", judge_secret_name="mini-o3-judge",
+                                     hf_token_secret_name="mini-o3-hf-token", s3_endpoint="http://s3:9000",
+                                     tracking_uri="", work_volume_claim="work", service_account="mini-o3",
+                                     image="registry.local/mini-o3-rl:1", engine="verl")
+        common = dict(run_root=root, overrides=[], launch=launch, parent_run_id="", tracking_uri="")
+        request = (bodies.sft_request(data_uri="s3://b/d", model="hf://Qwen/Qwen2.5-VL-7B-Instruct", **common)
+                   if stage == "sft" else
+                   bodies.rl_request(engine="verl", model_uri="s3://b/m", train_uri="s3://b/t", val_uri="", gpus=8,
+                                     **common))
+        plans[stage] = remote_stage(request)
+    return plans
 
 
 @pytest.mark.parametrize("stage", ["sft", "rl"])

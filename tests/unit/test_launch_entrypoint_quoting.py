@@ -1,5 +1,6 @@
-"""Entrypoints are shell-safe: hostile override values reach ``mini-o3 stage`` unchanged through
-every shell on the way (requirement: entrypoints are shell-safe).
+"""Entrypoints are shell-safe: a hostile request URI reaches ``mini-o3 stage run`` unchanged through
+every shell on the way, and hostile override values reach the stage unchanged through the sealed
+request (requirement: entrypoints are shell-safe).
 
 Path of a RayJob entrypoint (rules cited in ``fixtures/kuberay_submitter.py``): KubeRay v1.7.0
 ``common/job.go:90-213`` + ``rayjob_controller.go:642-645`` put ``spec.entrypoint`` into a
@@ -16,9 +17,10 @@ import pytest
 from fixtures.kuberay_submitter import run_submitter
 from fixtures.stage_cluster import parse_stage
 
-from mini_o3.kfp import steps
+from mini_o3.dispatch import remote_stage, seal_request
+from mini_o3.kfp import bodies
 from mini_o3.launch import LaunchSettings, build_rayjob
-from mini_o3.stages import Tracking
+from mini_o3.stages import RLRequest, Tracking
 
 HOSTILE = [
     "judge.model=a;touch PWNED", "x=$(touch PWNED)", "x=`touch PWNED`", "x=a|touch PWNED", "x=a&&touch PWNED",
@@ -29,13 +31,14 @@ HOSTILE = [
 
 @pytest.fixture
 def plan(tmp_path):
-    launch = steps.launch_of(launch_mode="rayjob", ray_address="", workers=0, gpus_per_worker=0, node_selector={},
-                             tolerations=[], launch_overrides=[], s3_secret_name="mini-o3-s3", judge_secret_name="",
-                             hf_token_secret_name="mini-o3-hf-token", s3_endpoint="", mlflow_tracking_uri="",
-                             work_volume_claim="")
-    return steps.rl_remote(engine="local", model_uri="s3://b/m;touch PWNED", train_uri="s3://b/t", val_uri="",
-                           run_root="s3://b/runs/r-1", overrides=HOSTILE, launch=launch,
-                           tracking=Tracking("run$(id)", "http://mlflow`id`:5000"))
+    launch = bodies.stage_launch("rl", run_root="s3://b/runs/r-1", mode="rayjob", ray_address="", workers=0,
+                                 gpus_per_worker=0, node_selector={}, tolerations=[], overrides=[],
+                                 s3_secret_name="mini-o3-s3", judge_secret_name="", hf_token_secret_name="mini-o3-hf-token",
+                                 s3_endpoint="", tracking_uri="", work_volume_claim="")
+    request = RLRequest(engine="local", model_uri="s3://b/m;touch PWNED", train_uris=["s3://b/t"],
+                        out_uri="s3://b/runs/r-1/rl", overrides=HOSTILE, launch=launch,
+                        tracking=Tracking("run$(id)", "http://mlflow`id`:5000"))
+    return remote_stage(request, request_uri=str(tmp_path / "req;touch PWNED $(touch PWNED) `x` 'q'" / "rl-request"))
 
 
 def test_rayjob_entrypoint_survives_the_submitter_shell_the_cli_and_the_supervisor(plan, tmp_path):
@@ -46,9 +49,10 @@ def test_rayjob_entrypoint_survives_the_submitter_shell_the_cli_and_the_supervis
 
 
 def test_the_stage_cli_reads_the_hostile_overrides_back(plan):
-    stage, params = parse_stage(shlex.join(plan.argv))
-    assert stage == "rl" and params["overrides"] == HOSTILE and params["model_uri"] == "s3://b/m;touch PWNED"
-    assert params["parent_run_id"] == "run$(id)"
+    seal_request(plan.request, plan.request_uri)
+    request = parse_stage(shlex.join(plan.argv))
+    assert request.stage == "rl" and request.overrides == HOSTILE and request.model_uri == "s3://b/m;touch PWNED"
+    assert request.tracking.parent_run_id == "run$(id)"
 
 
 def test_a_bare_joined_entrypoint_would_run_the_payload(tmp_path):

@@ -21,18 +21,18 @@ SCRIPT = textwrap.dedent('''
 
     sys.meta_path.insert(0, Block())
     out = Path(sys.argv[1])
-    from mini_o3.kfp import steps
+    from mini_o3.kfp import bodies
 
     synth = ["n_train=2", "n_test=2", "config.width_range=[512,640]", "config.height_range=[512,640]"]
     tracking = (out / "mlruns").as_uri()
-    parent, root = steps.init_run(storage_root=str(out / "artifacts"), kfp_run_id="run-base-1", pipeline="mini-o3-train",
+    parent, root = bodies.init_run(storage_root=str(out / "artifacts"), kfp_run_id="run-base-1", pipeline="mini-o3-train",
                                   experiment="base", tracking_uri=tracking, s3_endpoint="", params={"k": "1"})
-    cold = steps.prepare_coldstart(source="synthetic", run_root=root, overrides=["workers=1"], synthetic=synth,
+    cold = bodies.prepare_coldstart(source="synthetic", run_root=root, overrides=["workers=1"], synthetic=synth,
                                    parent_run_id=parent, tracking_uri=tracking, s3_endpoint="")
-    bench = steps.prepare_bench(benchmarks="synthetic", name="eval_data", run_root=root, overrides=[], synthetic=synth,
+    bench = bodies.prepare_bench(benchmarks="synthetic", name="eval_data", run_root=root, overrides=[], synthetic=synth,
                                 parent_run_id=parent, tracking_uri=tracking, s3_endpoint="")
-    assert steps.use_artifact(uri=bench, kind="benchmark data") == bench
-    status = steps.finish_run(storage_root=str(out / "artifacts"), kfp_run_id="run-base-1", pipeline="mini-o3-train",
+    assert bodies.use_artifact(uri=bench, kind="benchmark data") == bench
+    status = bodies.finish_run(storage_root=str(out / "artifacts"), kfp_run_id="run-base-1", pipeline="mini-o3-train",
                               experiment="base", tracking_uri=tracking, s3_endpoint="", state="SUCCEEDED")
     print(json.dumps({"cold": cold, "bench": bench, "status": status, "parent": parent}))
 ''')

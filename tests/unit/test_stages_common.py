@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from mini_o3 import storage
-from mini_o3.kfp import steps
-from mini_o3.stages import StageError, parse_benchmarks, sft_stage
+from mini_o3.kfp import bodies
+from mini_o3.stages import SFTRequest, StageError, parse_benchmarks, sft_stage
 from mini_o3.stages.common import (
     fetch,
     fetch_datasets,
@@ -89,7 +89,8 @@ def test_hub_model_download_failure_names_the_model(tmp_path, monkeypatch):
 
 def test_bad_overrides_fail_before_any_input_is_read(tmp_path):
     with pytest.raises(ValueError, match="no_such_field"):
-        sft_stage(str(tmp_path / "missing"), "org/model", str(tmp_path / "out"), overrides=["no_such_field=1"])
+        sft_stage(SFTRequest(data_uri=str(tmp_path / "missing"), model="org/model", out_uri=str(tmp_path / "out"),
+                             overrides=["no_such_field=1"]))
     assert not (tmp_path / "out").exists()
 
 
@@ -102,7 +103,7 @@ def test_library_env_hides_mlflow_and_restores(monkeypatch):
 
 
 def test_launch_settings_reference_secrets_by_name():
-    settings = steps.launch_settings(
+    settings = bodies.launch_settings(
         mode="rayjob", ray_address="", workers=2, gpus_per_worker=8, node_selector={"pool": "h100"},
         tolerations=[{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
         overrides=["memory_per_worker=512Gi", "namespace=ml"], image="", s3_secret_name="s3-creds",
@@ -114,20 +115,20 @@ def test_launch_settings_reference_secrets_by_name():
     assert refs["AWS_SECRET_ACCESS_KEY"] == ("s3-creds", "AWS_SECRET_ACCESS_KEY", False)
     assert refs["API_KEY"] == ("judge", "API_KEY", True) and "HF_TOKEN" not in refs
     with pytest.raises(ValueError, match="launch setting"):
-        steps.launch_settings(mode="rayjob", ray_address="", workers=1, gpus_per_worker=1, node_selector={},
+        bodies.launch_settings(mode="rayjob", ray_address="", workers=1, gpus_per_worker=1, node_selector={},
                               tolerations=[], overrides=["no_such=1"], image="", s3_secret_name="",
                               judge_secret_name="", hf_token_secret_name="", env={})
 
 
 def test_use_artifact(tmp_path):
     sealed = _sealed(tmp_path / "model", {"config.json": "{}"})
-    assert steps.use_artifact(uri=str(sealed), kind="model") == str(sealed)
-    assert steps.use_artifact(uri="hf://Mini-o3/Mini-o3-7B-SFT", kind="model") == "hf://Mini-o3/Mini-o3-7B-SFT"
+    assert bodies.use_artifact(uri=str(sealed), kind="model") == str(sealed)
+    assert bodies.use_artifact(uri="hf://Mini-o3/Mini-o3-7B-SFT", kind="model") == "hf://Mini-o3/Mini-o3-7B-SFT"
     with pytest.raises(storage.IncompleteArtifactError, match="RL data URI .* is not a complete artifact"):
-        steps.use_artifact(uri=str(tmp_path / "nothing"), kind="RL data")
-    assert steps.run_uri_of(str(tmp_path / "sft" / "model")) == ""  # no sealed run/ sibling
+        bodies.use_artifact(uri=str(tmp_path / "nothing"), kind="RL data")
+    assert bodies.run_uri_of(str(tmp_path / "sft" / "model")) == ""  # no sealed run/ sibling
     _sealed(tmp_path / "sft" / "run", {"stage.json": "{}"})
-    assert steps.run_uri_of(str(tmp_path / "sft" / "model")) == str(tmp_path / "sft" / "run")
+    assert bodies.run_uri_of(str(tmp_path / "sft" / "model")) == str(tmp_path / "sft" / "run")
 
 
 def test_report_html_renders_tables_lists_and_inline_images(tmp_path):

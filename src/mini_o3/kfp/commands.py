@@ -1,6 +1,6 @@
 """CLI commands of the pipeline layer (registered on the main ``mini-o3`` app): ``run``,
-``compile``, ``upload``, ``submit``, ``schedule``, ``rayjob-manifest`` and the ``stage`` group (the entrypoints that
-Ray jobs and RayJobs run). Heavy imports (kfp, torch) stay inside the command bodies."""
+``compile``, ``upload``, ``submit``, ``schedule``, ``rayjob-manifest``. Heavy imports (kfp, torch)
+stay inside the command bodies; the ``stage`` group lives in ``mini_o3.dispatch.commands``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import typer
 from rich.console import Console
 
 console = Console(stderr=True)
-SET_HELP = "Config override FIELD=VALUE (repeatable; the value is read as YAML)."
 PARAM_HELP = "Pipeline parameter NAME=VALUE (repeatable; YAML values; the pN_ phase prefix may be left out)."
 HOST_HELP = "KFP API endpoint, e.g. http://localhost:8080 (env KF_PIPELINES_ENDPOINT)."
 NS_HELP = "Kubernetes namespace (multi-user KFP: your profile namespace)."
@@ -34,108 +33,8 @@ def _check_out(out: Path, flag: str) -> None:
         _fail(problem)
 
 
-def _check_out_uri(uri: str) -> None:
-    """A malformed ``--out-uri``, or a local one that cannot be a folder: one line, before any work."""
-    from mini_o3 import storage
-
-    try:
-        path = None if storage.is_remote(uri) else storage.local_path(uri)
-    except storage.StorageError as exc:
-        _fail(f"--out-uri {exc}")
-    if path is not None:
-        _check_out(path, "--out-uri")
-
-
-def _tracking(parent_run_id: Optional[str], tracking_uri: Optional[str]):
-    from mini_o3.stages import Tracking
-
-    return Tracking(parent_run_id or None, tracking_uri or None)
-
-
-def _stage_errors() -> tuple[type[BaseException], ...]:
-    from mini_o3.stages import StageError
-    from mini_o3.storage import StorageError
-
-    return (StageError, StorageError, ValueError, FileNotFoundError, RuntimeError)
-
-
 def register(app: typer.Typer) -> None:
     """Add the pipeline commands to ``app``."""
-    stage_app = typer.Typer(help="Run one pipeline stage on URIs (what KFP pods, Ray jobs and RayJobs run).",
-                            no_args_is_help=True)
-    app.add_typer(stage_app, name="stage")
-
-    @stage_app.command("sft")
-    def stage_sft(
-        data_uri: str = typer.Option(..., "--data-uri", metavar="URI", help="Sealed cold-start data folder (s3://... or a path)."),
-        model: str = typer.Option(..., "--model", metavar="URI|HF_ID", help="Base model: sealed model URI or hub id (hf://org/name)."),
-        out_uri: str = typer.Option(..., "--out-uri", metavar="URI", help="Output prefix: <out>/model and <out>/run are sealed."),
-        overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP + " Fields: SFTConfig."),
-        parent_run_id: Optional[str] = typer.Option(None, "--parent-run-id", metavar="RUN_ID", help="MLflow parent run (pipeline run)."),
-        tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", metavar="URI", help="MLflow tracking URI."),
-        work_dir: Optional[Path] = typer.Option(None, "--work-dir", metavar="DIR", help="Work folder (kept; default: a temporary one)."),
-    ) -> None:
-        """LLaMA-Factory SFT from URIs to a sealed model URI; prints the result as JSON."""
-        from mini_o3.stages import sft_stage
-
-        _check_out_uri(out_uri)
-        try:
-            result = sft_stage(data_uri, model, out_uri, overrides=overrides,
-                               tracking=_tracking(parent_run_id, tracking_uri), work=work_dir)
-        except _stage_errors() as exc:
-            _fail(str(exc))
-        typer.echo(result.to_json())
-
-    @stage_app.command("rl")
-    def stage_rl(
-        engine: str = typer.Option("local", "--engine", metavar="local|verl", help="local (reference engine) or verl (Ray cluster)."),
-        model_uri: str = typer.Option(..., "--model-uri", metavar="URI|HF_ID", help="Policy to start from: sealed URI or hub id."),
-        train_uri: list[str] = typer.Option(..., "--train-uri", metavar="URI", help="Sealed benchmark collection / folder with train.parquet (repeatable)."),
-        val_uri: list[str] = typer.Option([], "--val-uri", metavar="URI", help="Sealed collection / folder with val.parquet (repeatable)."),
-        out_uri: str = typer.Option(..., "--out-uri", metavar="URI", help="Output prefix: <out>/model and <out>/run are sealed."),
-        overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP + " Fields: RLConfig."),
-        nnodes: int = typer.Option(1, "--nnodes", metavar="N", min=1, help="verl: nodes (Ray worker pods)."),
-        gpus_per_node: int = typer.Option(8, "--gpus-per-node", metavar="N", min=0, help="verl: GPUs per node."),
-        parent_run_id: Optional[str] = typer.Option(None, "--parent-run-id", metavar="RUN_ID", help="MLflow parent run (pipeline run)."),
-        tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", metavar="URI", help="MLflow tracking URI."),
-        work_dir: Optional[Path] = typer.Option(None, "--work-dir", metavar="DIR", help="Work folder (kept; default: a temporary one)."),
-    ) -> None:
-        """GRPO from URIs to a sealed policy URI; prints the result as JSON."""
-        from mini_o3.stages import rl_stage
-
-        _check_out_uri(out_uri)
-        try:
-            result = rl_stage(engine, model_uri, train_uri, val_uri, out_uri, overrides=overrides, nnodes=nnodes,
-                              gpus_per_node=gpus_per_node, tracking=_tracking(parent_run_id, tracking_uri),
-                              work=work_dir)
-        except _stage_errors() as exc:
-            _fail(str(exc))
-        typer.echo(result.to_json())
-
-    @stage_app.command("eval")
-    def stage_eval(
-        model_uri: str = typer.Option(..., "--model-uri", metavar="URI|HF_ID", help="Sealed model URI or hub id."),
-        bench_uri: list[str] = typer.Option(..., "--bench-uri", metavar="URI", help="Sealed benchmark collection / folder (repeatable)."),
-        out_uri: str = typer.Option(..., "--out-uri", metavar="URI", help="Sealed output folder (report, plots, samples)."),
-        k: Optional[int] = typer.Option(None, "--k", metavar="N", min=1, help="Samples per question (default: the paper's per benchmark)."),
-        backend: str = typer.Option("vllm", "--backend", metavar="vllm|local|openai:URL[#model]", help="vllm, local, or openai:URL[#model]."),
-        judge: bool = typer.Option(False, "--judge/--no-judge", help="LLM judge for free-form answers (env: judge secret)."),
-        overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP + " Fields: EvalConfig."),
-        parent_run_id: Optional[str] = typer.Option(None, "--parent-run-id", metavar="RUN_ID", help="MLflow parent run (pipeline run)."),
-        tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", metavar="URI", help="MLflow tracking URI."),
-        work_dir: Optional[Path] = typer.Option(None, "--work-dir", metavar="DIR", help="Work folder (kept; default: a temporary one)."),
-    ) -> None:
-        """Avg@k from URIs to a sealed report folder; prints the result as JSON."""
-        from mini_o3.stages import eval_stage
-
-        _check_out_uri(out_uri)
-        try:
-            result = eval_stage(model_uri, bench_uri, out_uri, k=k, backend=backend, overrides=overrides, judge=judge,
-                                tracking=_tracking(parent_run_id, tracking_uri), work=work_dir)
-        except _stage_errors() as exc:
-            _fail(str(exc))
-        typer.echo(result.to_json())
-
     @app.command("run")
     def run_cmd(
         out: Path = typer.Option(Path("runs/embedded"), "--out", metavar="DIR", help="Run folder (artifacts/, mlruns/, kfp/)."),
@@ -176,19 +75,18 @@ def register(app: typer.Typer) -> None:
         namespace: str = typer.Option("default", "--namespace", metavar="NAMESPACE", help="Namespace the run executes in."),
     ) -> None:
         """Print (YAML) the RayJob the train pipeline's rl / sft step would submit with its default
-        parameters plus --param ones: review it, diff it or `kubectl apply --dry-run=server -f -`."""
-        import yaml
-
+        parameters plus --param ones, after the request it runs (as comments): review it, diff it or
+        `kubectl apply --dry-run=server -f -`."""
         from mini_o3.kfp.client import ClientError, resolve_params
-        from mini_o3.kfp.review import rayjob_for
+        from mini_o3.kfp.review import review_text
         from mini_o3.stages import StageError
 
         try:
             values = resolve_params(_package("train"), params)
-            manifest = rayjob_for(stage, values, root=_repo_root(), run_id=run_id, namespace=namespace)
+            text = review_text(stage, values, root=_repo_root(), run_id=run_id, namespace=namespace)
         except (ClientError, StageError, ValueError) as exc:
             _fail(str(exc))
-        typer.echo(yaml.safe_dump(manifest, sort_keys=False, width=120), nl=False)
+        typer.echo(text, nl=False)
 
     @app.command("compile")
     def compile_cmd(

@@ -1,5 +1,5 @@
 """The KFP components: lightweight Python components whose bodies import our package (installed in
-the runtime image, ``install_kfp_package=False``) and call one ``mini_o3.kfp.steps`` function.
+the runtime image, ``install_kfp_package=False``) and call one ``mini_o3.kfp.bodies`` function.
 
 ``build()`` makes them with the image references of the moment (``mini_o3.images``: env
 ``MINI_O3_IMAGE_REGISTRY`` / ``MINI_O3_IMAGE_TAG``), so a mirrored registry is one recompile away.
@@ -12,7 +12,7 @@ GPU components take the accelerator type and count they are scheduled with as in
 pod log records them, ``evaluate`` sizes vLLM's tensor parallelism by them, and kfp.local 2.17
 needs every parameter a task's resources reference among its inputs (else it fails with
 "Parent pipeline input argument 'pipelinechannel--...' not found" inside condition branches).
-Counts are STRING inputs (converted by ``steps.gpu_count``): the KFP 2.17 driver resolves a pod
+Counts are STRING inputs (converted by ``bodies.gpu_count``): the KFP 2.17 driver resolves a pod
 resource parameter with ``GetStringValue()``, so an integer parameter gives no GPU limit at all.
 """
 
@@ -34,15 +34,15 @@ def init_run(storage_root: str, kfp_run_id: str, pipeline: str, experiment: str,
     MLflow parent run (tagged with the KFP run id) and fix the run's storage root."""
     from collections import namedtuple
 
-    from mini_o3.kfp import steps
+    from mini_o3.kfp import bodies
 
-    steps.preflight(gpu_counts=gpu_counts, secret_names=secret_names, launches=[
+    bodies.preflight(gpu_counts=gpu_counts, secret_names=secret_names, launches=[
         {"stage": "sft", "skip_uri": sft_skip_uri, "mode": sft_launch_mode, "workers": sft_workers,
          "overrides": sft_launch_overrides},
         {"stage": "rl", "skip_uri": rl_skip_uri, "mode": rl_launch_mode, "workers": rl_workers,
          "overrides": rl_launch_overrides},
     ], work_volume_claim=work_volume_claim)
-    parent, root = steps.init_run(storage_root=storage_root, kfp_run_id=kfp_run_id, pipeline=pipeline,
+    parent, root = bodies.init_run(storage_root=storage_root, kfp_run_id=kfp_run_id, pipeline=pipeline,
                                   experiment=experiment, tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint,
                                   params=params)
     return namedtuple("InitOutputs", ["parent_run_id", "run_root"])(parent, root)
@@ -51,26 +51,26 @@ def init_run(storage_root: str, kfp_run_id: str, pipeline: str, experiment: str,
 def finish_run(storage_root: str, kfp_run_id: str, pipeline: str, experiment: str, mlflow_tracking_uri: str,
                s3_endpoint: str, status: dsl.PipelineTaskFinalStatus):
     """Exit handler: close the MLflow parent run FINISHED, or FAILED when a stage failed."""
-    from mini_o3.kfp import steps
+    from mini_o3.kfp import bodies
 
-    steps.finish_run(storage_root=storage_root, kfp_run_id=kfp_run_id, pipeline=pipeline, experiment=experiment,
+    bodies.finish_run(storage_root=storage_root, kfp_run_id=kfp_run_id, pipeline=pipeline, experiment=experiment,
                      tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint, state=status.state,
                      error=str(status.error_message or ""))
 
 
 def use_artifact(uri: str, kind: str, s3_endpoint: str) -> str:
     """Skip branch of a stage: refuse a missing or half-written artifact, else pass its URI on."""
-    from mini_o3.kfp import steps
+    from mini_o3.kfp import bodies
 
-    return steps.use_artifact(uri=uri, kind=kind, s3_endpoint=s3_endpoint)
+    return bodies.use_artifact(uri=uri, kind=kind, s3_endpoint=s3_endpoint)
 
 
 def prepare_coldstart(source: str, run_root: str, overrides: list, synthetic: list, parent_run_id: str,
                       mlflow_tracking_uri: str, s3_endpoint: str) -> str:
     """Cold-start parquet (hub id, folder or ``synthetic``) → sealed LLaMA-Factory data; returns its URI."""
-    from mini_o3.kfp import steps
+    from mini_o3.kfp import bodies
 
-    return steps.prepare_coldstart(source=source, run_root=run_root, overrides=overrides, synthetic=synthetic,
+    return bodies.prepare_coldstart(source=source, run_root=run_root, overrides=overrides, synthetic=synthetic,
                                    parent_run_id=parent_run_id, tracking_uri=mlflow_tracking_uri,
                                    s3_endpoint=s3_endpoint)
 
@@ -78,9 +78,9 @@ def prepare_coldstart(source: str, run_root: str, overrides: list, synthetic: li
 def prepare_bench(benchmarks: str, name: str, run_root: str, overrides: list, synthetic: list, parent_run_id: str,
                   mlflow_tracking_uri: str, s3_endpoint: str) -> str:
     """Benchmarks ``name[=source],...`` (``synthetic`` generates) → one sealed collection; returns its URI."""
-    from mini_o3.kfp import steps
+    from mini_o3.kfp import bodies
 
-    return steps.prepare_bench(benchmarks=benchmarks, name=name, run_root=run_root, overrides=overrides,
+    return bodies.prepare_bench(benchmarks=benchmarks, name=name, run_root=run_root, overrides=overrides,
                                synthetic=synthetic, parent_run_id=parent_run_id, tracking_uri=mlflow_tracking_uri,
                                s3_endpoint=s3_endpoint)
 
@@ -93,20 +93,21 @@ def sft(data_uri: str, base_model: str, run_root: str, overrides: list, launch_m
     """LLaMA-Factory SFT in this pod, or on Ray / a KubeRay RayJob; returns the sealed model URI."""
     from collections import namedtuple
 
-    from mini_o3.kfp import steps
+    from mini_o3.kfp import bodies
 
-    gpus = steps.gpu_count(gpus_per_worker, "gpus_per_worker")
-    steps.log_hardware("sft", launch_mode, accelerator, gpus, workers)
+    gpus = bodies.gpu_count(gpus_per_worker, "gpus_per_worker")
+    bodies.log_hardware("sft", launch_mode, accelerator, gpus, workers)
 
-    launch = steps.launch_of(launch_mode=launch_mode, ray_address=ray_address, workers=workers, gpus_per_worker=gpus,
-                             node_selector=node_selector, tolerations=tolerations, launch_overrides=launch_overrides,
-                             s3_secret_name=s3_secret_name, judge_secret_name="",
-                             hf_token_secret_name=hf_token_secret_name, s3_endpoint=s3_endpoint,
-                             mlflow_tracking_uri=mlflow_tracking_uri, work_volume_claim=work_volume_claim,
-                             accelerator=accelerator, ray_service_account=ray_service_account,
-                             image=steps.stage_image("sft", image_registry, image_tag))
-    result = steps.sft(data_uri=data_uri, model=base_model, run_root=run_root, overrides=overrides, launch=launch,
-                       parent_run_id=parent_run_id, tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint)
+    launch = bodies.stage_launch("sft", run_root=run_root, mode=launch_mode, ray_address=ray_address, workers=workers,
+                                 gpus_per_worker=gpus, node_selector=node_selector, tolerations=tolerations,
+                                 overrides=launch_overrides, s3_secret_name=s3_secret_name, judge_secret_name="",
+                                 hf_token_secret_name=hf_token_secret_name, s3_endpoint=s3_endpoint,
+                                 tracking_uri=mlflow_tracking_uri, work_volume_claim=work_volume_claim,
+                                 accelerator=accelerator, service_account=ray_service_account,
+                                 image=bodies.stage_image("sft", image_registry, image_tag))
+    request = bodies.sft_request(data_uri=data_uri, model=base_model, run_root=run_root, overrides=overrides,
+                                 launch=launch, parent_run_id=parent_run_id, tracking_uri=mlflow_tracking_uri)
+    result = bodies.run_request(request, s3_endpoint)
     for key, value in sorted(result.metrics.items()):
         metrics.log_metric(key, value)
     return namedtuple("SFTOutputs", ["model_uri"])(result.model_uri)
@@ -120,21 +121,24 @@ def rl(engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str,
     """GRPO (reference engine in this pod, or verl on Ray / a KubeRay RayJob); returns the sealed model URI."""
     from collections import namedtuple
 
-    from mini_o3.kfp import steps
+    from mini_o3.kfp import bodies
 
-    gpus = steps.gpu_count(gpus_per_worker, "gpus_per_worker")
-    steps.log_hardware("rl", launch_mode, accelerator, gpus, workers)
+    gpus = bodies.gpu_count(gpus_per_worker, "gpus_per_worker")
+    bodies.log_hardware("rl", launch_mode, accelerator, gpus, workers)
 
-    launch = steps.launch_of(launch_mode=launch_mode, ray_address=ray_address, workers=workers, gpus_per_worker=gpus,
-                             node_selector=node_selector, tolerations=tolerations, launch_overrides=launch_overrides,
-                             s3_secret_name=s3_secret_name, judge_secret_name=judge_secret_name,
-                             hf_token_secret_name=hf_token_secret_name, s3_endpoint=s3_endpoint,
-                             mlflow_tracking_uri=mlflow_tracking_uri, work_volume_claim=work_volume_claim,
-                             accelerator=accelerator, ray_service_account=ray_service_account,
-                             image=steps.stage_image("rl", image_registry, image_tag))
-    result = steps.rl(engine=engine, model_uri=model_uri, train_uri=train_uri, val_uri=val_uri, run_root=run_root,
-                      overrides=overrides, launch=launch, judge_enabled=judge_enabled, parent_run_id=parent_run_id,
-                      tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint)
+    overrides, judge_secret = bodies.rl_judge(overrides, judge_enabled, judge_secret_name)
+    launch = bodies.stage_launch("rl", run_root=run_root, mode=launch_mode, ray_address=ray_address, workers=workers,
+                                 gpus_per_worker=gpus, node_selector=node_selector, tolerations=tolerations,
+                                 overrides=launch_overrides, s3_secret_name=s3_secret_name,
+                                 judge_secret_name=judge_secret, hf_token_secret_name=hf_token_secret_name,
+                                 s3_endpoint=s3_endpoint, tracking_uri=mlflow_tracking_uri,
+                                 work_volume_claim=work_volume_claim, accelerator=accelerator,
+                                 service_account=ray_service_account, engine=engine,
+                                 image=bodies.stage_image("rl", image_registry, image_tag))
+    request = bodies.rl_request(engine=engine, model_uri=model_uri, train_uri=train_uri, val_uri=val_uri,
+                                run_root=run_root, overrides=overrides, launch=launch, parent_run_id=parent_run_id,
+                                tracking_uri=mlflow_tracking_uri, gpus=gpus)
+    result = bodies.run_request(request, s3_endpoint)
     for key, value in sorted(result.metrics.items()):
         metrics.log_metric(key.replace("@", "_at_"), value)
     return namedtuple("RLOutputs", ["model_uri"])(result.model_uri)
@@ -145,15 +149,15 @@ def evaluate(model_uri: str, bench_uri: str, run_root: str, out_name: str, k: in
              s3_endpoint: str, metrics: Output[Metrics]) -> str:
     """Avg@k of a model on a benchmark collection (vLLM with tensor parallelism over the pod's GPUs,
     or the local HF policy); returns the eval URI."""
-    from mini_o3.kfp import steps
+    from mini_o3.kfp import bodies
 
-    count = steps.gpu_count(gpus, "gpus")
-    steps.log_hardware("evaluate", backend, accelerator, count, 1)
-    result = steps.evaluate(model_uri=model_uri, bench_uri=bench_uri, run_root=run_root, out_name=out_name, k=k,
-                            backend=backend, gpus=count,
-                            overrides=overrides, judge_enabled=judge_enabled, judge_secret_name=judge_secret_name,
-                            parent_run_id=parent_run_id,
-                            tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint)
+    count = bodies.gpu_count(gpus, "gpus")
+    bodies.log_hardware("evaluate", backend, accelerator, count, 1)
+    request = bodies.eval_request(model_uri=model_uri, bench_uri=bench_uri, run_root=run_root, out_name=out_name, k=k,
+                                  backend=backend, gpus=count, overrides=overrides, judge_enabled=judge_enabled,
+                                  judge_secret_name=judge_secret_name, parent_run_id=parent_run_id,
+                                  tracking_uri=mlflow_tracking_uri)
+    result = bodies.run_request(request, s3_endpoint)
     for key, value in sorted(result.metrics.items()):
         metrics.log_metric(key, value)
     return result.out_uri
@@ -166,14 +170,14 @@ def report(eval_uri: str, run_root: str, base_model: str, sft_model_uri: str, rl
     """The run's report as Markdown and HTML (plots inlined) artifacts, plus Avg@k metrics; with the
     base / SFT evaluations, the learning table first; with a plan (``history``), the target's trend
     first, and ``promote_if_better`` moves ``champion`` to a better candidate."""
-    from mini_o3.kfp import steps
+    from mini_o3.kfp import bodies
 
-    steps.setup_env(s3_endpoint)
+    bodies.setup_env(s3_endpoint)
     trained = bool(base_model or sft_model_uri)  # the train pipeline; evaluate has one model
     models = {"base model": base_model, "SFT model": sft_model_uri, ("RL model" if trained else "model"): rl_model_uri}
-    result = steps.report(eval_uri=eval_uri, run_root=run_root, models=models,
+    result = bodies.report(eval_uri=eval_uri, run_root=run_root, models=models,
                           compare_evals={"base": base_eval_uri, "sft": sft_eval_uri},
-                          sft_run_uri=steps.run_uri_of(sft_model_uri), rl_run_uri=steps.run_uri_of(rl_model_uri),
+                          sft_run_uri=bodies.run_uri_of(sft_model_uri), rl_run_uri=bodies.run_uri_of(rl_model_uri),
                           title=title, markdown_path=markdown.path, html_path=html.path,
                           parent_run_id=parent_run_id, tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint,
                           history=history, promote_if_better=promote_if_better)
@@ -188,9 +192,9 @@ def resolve_model(model_ref: str, backend: str, run_root: str, mlflow_tracking_u
     MLflow Model Registry, else the given sealed URI / hub id (checked); plus what it resolved to."""
     from collections import namedtuple
 
-    from mini_o3.kfp import steps
+    from mini_o3.kfp import bodies
 
-    uri, info = steps.resolve_model(model_ref=model_ref, backend=backend, run_root=run_root,
+    uri, info = bodies.resolve_model(model_ref=model_ref, backend=backend, run_root=run_root,
                                     tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint)
     return namedtuple("ResolveOutputs", ["model_uri", "model_info"])(uri, info)
 
@@ -202,9 +206,9 @@ def plan_eval(model_info: str, bench_uri: str, backend: str, k: int, overrides: 
     finished earlier run of the target → that run's evaluation URI (no evaluation task runs)."""
     from collections import namedtuple
 
-    from mini_o3.kfp import steps
+    from mini_o3.kfp import bodies
 
-    reuse, plan = steps.plan_eval(model_info=model_info, bench_uri=bench_uri, backend=backend, k=k, overrides=overrides,
+    reuse, plan = bodies.plan_eval(model_info=model_info, bench_uri=bench_uri, backend=backend, k=k, overrides=overrides,
                                   judge_enabled=judge_enabled, judge_secret_name=judge_secret_name, force=force,
                                   trend_runs=trend_runs, run_root=run_root, tracking_uri=mlflow_tracking_uri,
                                   s3_endpoint=s3_endpoint)
@@ -216,9 +220,9 @@ def register_model(model_uri: str, sft_model_uri: str, eval_uri: str, name: str,
                    mlflow_tracking_uri: str, s3_endpoint: str) -> str:
     """The final RL model (and the SFT model) as a new version of a registered MLflow model, with
     the run, data and config hashes as tags and the alias moved to it; returns the version's URI."""
-    from mini_o3.kfp import steps
+    from mini_o3.kfp import bodies
 
-    result = steps.register(model_uri=model_uri, sft_model_uri=sft_model_uri, eval_uri=eval_uri, name=name,
+    result = bodies.register(model_uri=model_uri, sft_model_uri=sft_model_uri, eval_uri=eval_uri, name=name,
                             alias=alias, register_sft=register_sft,
                             data_uris={"coldstart": coldstart_uri, "rl": rl_data_uri, "eval": eval_data_uri},
                             run_root=run_root, parent_run_id=parent_run_id, tracking_uri=mlflow_tracking_uri,

@@ -25,7 +25,7 @@ from kfp import dsl, kubernetes
 from mini_o3.launch.presets import JUDGE_SECRET_KEYS, S3_SECRET_KEYS
 
 from .components import Components, build
-from .steps import HF_TOKEN_KEY
+from .bodies import HF_TOKEN_KEY
 
 TRAIN_NAME = "mini-o3-train"
 EVALUATE_NAME = "mini-o3-evaluate"

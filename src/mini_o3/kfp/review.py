@@ -2,8 +2,8 @@
 
 The compiled package (``pipelines/train.yaml``) says which pipeline parameter feeds each input of
 the stage's launcher task (the ``sft`` / ``rl`` task without an accelerator: the Ray branch); the
-step code then builds the RayJob exactly as the launcher pod does (``steps.launch_of`` →
-``steps.sft_remote`` / ``steps.rl_remote`` → ``launch.rayjob_manifest``). Values only a run knows
+body code then builds the request and RayJob exactly as the launcher pod does (``bodies.stage_launch``
+→ ``bodies.sft_request`` / ``bodies.rl_request`` → ``dispatch.remote_stage`` → ``launch.rayjob_manifest``). Values only a run knows
 are filled in by the run's storage layout: ``run_root = <p0_storage_root>/<run id>``, the data and
 model URIs the earlier stages seal under it (or the ``*_uri`` parameters that skip them), no MLflow
 parent run, no ownerReference (the launcher pod does not exist yet), judge credentials present.
@@ -98,34 +98,54 @@ def launcher_inputs(stage: str, params: dict[str, Any], *, root: Path | str = ".
     return {k: v for k, v in inputs.items() if not k.startswith("pipelinechannel--")}
 
 
-def rayjob_for(stage: str, params: dict[str, Any], *, root: Path | str = ".", run_id: str = "run-id",
-               namespace: str = "default") -> dict[str, Any]:
-    """The RayJob manifest the train pipeline's ``stage`` step submits (``launcher_inputs`` → the step
-    code), in ``namespace``; judge credentials are assumed present (the pod would mount them)."""
-    from mini_o3.stages import Tracking
+def remote_plan(stage: str, params: dict[str, Any], *, root: Path | str = ".", run_id: str = "run-id") -> Any:
+    """The remote stage (``dispatch.RemoteStage``: the request it seals, settings, job name) the train
+    pipeline's ``stage`` launcher builds (``launcher_inputs`` → the body code); judge credentials are
+    assumed present (the pod would mount them)."""
+    from mini_o3.dispatch import remote_stage
 
-    from . import steps
+    from . import bodies
 
     inputs = launcher_inputs(stage, params, root=root, run_id=run_id)
     run_root = inputs["run_root"]
-    launch_args = ("launch_mode", "ray_address", "workers", "node_selector", "tolerations", "launch_overrides",
-                   "s3_secret_name", "hf_token_secret_name", "s3_endpoint", "mlflow_tracking_uri", "work_volume_claim",
-                   "accelerator", "ray_service_account")
-    launch = steps.launch_of(**{k: inputs[k] for k in launch_args},
-                             gpus_per_worker=steps.gpu_count(inputs["gpus_per_worker"], "gpus_per_worker"),
-                             judge_secret_name=inputs.get("judge_secret_name", ""),
-                             image=steps.stage_image(stage, inputs["image_registry"], inputs["image_tag"]))
-    tracking = Tracking(None, None)
+    gpus = bodies.gpu_count(inputs["gpus_per_worker"], "gpus_per_worker")
+    overrides, judge_secret = inputs["overrides"], ""
+    if stage == "rl":
+        overrides, judge_secret = bodies.rl_judge(overrides, bool(inputs["judge_enabled"]),
+                                                  inputs.get("judge_secret_name", ""), credentials=True)
+    launch = bodies.stage_launch(
+        stage, run_root=run_root, mode=inputs["launch_mode"], ray_address=inputs["ray_address"],
+        workers=inputs["workers"], gpus_per_worker=gpus, node_selector=inputs["node_selector"],
+        tolerations=inputs["tolerations"], overrides=inputs["launch_overrides"],
+        s3_secret_name=inputs["s3_secret_name"], judge_secret_name=judge_secret,
+        hf_token_secret_name=inputs["hf_token_secret_name"], s3_endpoint=inputs["s3_endpoint"],
+        tracking_uri=inputs["mlflow_tracking_uri"], work_volume_claim=inputs["work_volume_claim"],
+        accelerator=inputs["accelerator"], service_account=inputs["ray_service_account"], engine=inputs.get("engine", ""),
+        image=bodies.stage_image(stage, inputs["image_registry"], inputs["image_tag"]))
+    tracking = dict(parent_run_id="", tracking_uri="")  # no MLflow parent run before a run
     if stage == "sft":
-        plan = steps.sft_remote(data_uri=inputs["data_uri"], model=inputs["base_model"], run_root=run_root,
-                                overrides=inputs["overrides"], launch=launch, tracking=tracking)
+        request = bodies.sft_request(data_uri=inputs["data_uri"], model=inputs["base_model"], run_root=run_root,
+                                     overrides=overrides, launch=launch, **tracking)
     else:
-        overrides, launch = steps.rl_judge(inputs["overrides"], launch, bool(inputs["judge_enabled"]),
-                                           credentials=True)
-        plan = steps.rl_remote(engine=inputs["engine"], model_uri=inputs["model_uri"], train_uri=inputs["train_uri"],
-                               val_uri=inputs["val_uri"], run_root=run_root, overrides=overrides, launch=launch,
-                               tracking=tracking)
-    return _manifest(plan, namespace)
+        request = bodies.rl_request(engine=inputs["engine"], model_uri=inputs["model_uri"], train_uri=inputs["train_uri"],
+                                    val_uri=inputs["val_uri"], run_root=run_root, overrides=overrides, launch=launch,
+                                    gpus=gpus, **tracking)
+    return remote_stage(request)
+
+
+def rayjob_for(stage: str, params: dict[str, Any], *, root: Path | str = ".", run_id: str = "run-id",
+               namespace: str = "default") -> dict[str, Any]:
+    """The RayJob manifest the train pipeline's ``stage`` step submits (``remote_plan``), in ``namespace``."""
+    return _manifest(remote_plan(stage, params, root=root, run_id=run_id), namespace)
+
+
+def review_text(stage: str, params: dict[str, Any], *, root: Path | str = ".", run_id: str = "run-id",
+                namespace: str = "default") -> str:
+    """``mini-o3 rayjob-manifest``'s output: the sealed request as YAML comments, then the RayJob."""
+    plan = remote_plan(stage, params, root=root, run_id=run_id)
+    manifest = yaml.safe_dump(_manifest(plan, namespace), sort_keys=False, width=120)
+    request = "".join(f"# {line}\n" for line in plan.request.model_dump_json(indent=2).splitlines())
+    return f"# request.json the launcher seals at {plan.request_uri} (what `mini-o3 stage run` reads):\n{request}{manifest}"
 
 
 def _manifest(plan: Any, namespace: str) -> dict[str, Any]:

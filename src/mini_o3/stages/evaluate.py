@@ -24,7 +24,6 @@ from mini_o3.redact import redact_text
 from .common import (
     StageError,
     StageResult,
-    Tracking,
     basename,
     console,
     fetch_datasets,
@@ -35,6 +34,7 @@ from .common import (
     work_dir,
     write_result,
 )
+from .requests import EvalRequest
 
 BACKENDS = ("vllm", "local")
 REPORT_FILES = ("report.md", "report.json", "avg_at_k.png", "pass_at_k.png", "turns.png", "viewer.html")
@@ -81,24 +81,14 @@ def eval_config(overrides: Sequence[str], k: int | None, judge: bool | None) -> 
     return scoring_protocol(config, judge, overrides)
 
 
-def eval_stage(
-    model_uri: str,
-    bench_uris: Sequence[str],
-    out_uri: str,
-    *,
-    k: int | None = None,
-    backend: str = "vllm",
-    overrides: Sequence[str] = (),
-    judge: bool | None = None,
-    gpus: int = 1,
-    tracking: Tracking = Tracking(),
-    work: str | None = None,
-    progress: bool = True,
-) -> StageResult:
-    """Avg@k of the model at ``model_uri`` on every benchmark of ``bench_uris`` (``gpus``: the vLLM
-    server's GPUs, tensor x data parallel, see ``serve.parallelism``; ``judge``: see
-    ``scoring_protocol``)."""
+def eval_stage(request: EvalRequest, *, work: str | None = None, progress: bool = True) -> StageResult:
+    """Avg@k of the model at ``request.model_uri`` on every benchmark of ``request.bench_uris``
+    (``gpus``: the vLLM server's GPUs, tensor x data parallel, see ``serve.parallelism``; ``judge``:
+    see ``scoring_protocol``)."""
     from mini_o3.evaluate.runner import EvalError, run_eval
+
+    model_uri, bench_uris, out_uri, overrides = request.model_uri, request.bench_uris, request.out_uri, request.overrides
+    k, backend, judge, gpus = request.k, request.backend, request.judge, request.gpus
 
     if backend not in BACKENDS and not backend.startswith("openai:"):
         raise StageError(f"eval backend {redact_text(backend)!r} is unknown; expected vllm, local or openai:URL[#model]")
@@ -107,7 +97,7 @@ def eval_stage(
     config, fallback = eval_config(overrides, k, judge)  # bad overrides fail before any download
     params = {"model_uri": model_uri, "bench_uris": list(bench_uris), "k": k, "backend": backend,
               "overrides": list(overrides), "judge": judge, "gpus": gpus, "protocol": config.protocol}
-    with work_dir("eval", work) as wd, stage_tracker("evaluate", tracking, params) as tracker:
+    with work_dir("eval", work) as wd, stage_tracker("evaluate", request.tracking, params) as tracker:
         console.rule(f"[bold]evaluate ({redact_text(backend)}, protocol {config.protocol})")
         if fallback:
             console.print(f"[yellow]warning:[/yellow] {fallback}: scoring with protocol=rule (rule scorers only); "

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -24,7 +23,6 @@ from mini_o3 import storage
 from .common import (
     StageError,
     StageResult,
-    Tracking,
     console,
     copy_files,
     fetch_datasets,
@@ -36,6 +34,7 @@ from .common import (
     work_dir,
     write_result,
 )
+from .requests import RLRequest
 
 Engine = Literal["local", "verl"]
 ENGINES = ("local", "verl")
@@ -48,22 +47,13 @@ RUN_ENTRIES = ("metrics.jsonl", "rl_config.json", "rollouts", "validation")
 VERL_RECORDS = ("command.json", "rl_config.json", "agent_loops.yaml", "crop_tool.yaml")
 
 
-def rl_stage(
-    engine: str,
-    model_uri: str,
-    train_uris: Sequence[str],
-    val_uris: Sequence[str],
-    out_uri: str,
-    *,
-    overrides: Sequence[str] = (),
-    nnodes: int = 1,
-    gpus_per_node: int = 8,
-    tracking: Tracking = Tracking(),
-    work: str | None = None,
-    progress: bool = True,
-) -> StageResult:
-    """GRPO from ``model_uri`` on the train collections, validating on the val collections."""
+def rl_stage(request: RLRequest, *, work: str | None = None, progress: bool = True) -> StageResult:
+    """GRPO from ``request.model_uri`` on the train collections, validating on the val collections."""
     from mini_o3.rl.config import RLConfig
+
+    engine, model_uri, out_uri, overrides = request.engine, request.model_uri, request.out_uri, request.overrides
+    train_uris, val_uris = request.train_uris, request.val_uris
+    nnodes, gpus_per_node = request.nnodes, request.gpus_per_node
 
     if engine not in ENGINES:
         raise StageError(f"RL engine {engine!r} is unknown; expected one of {', '.join(ENGINES)}")
@@ -72,7 +62,7 @@ def rl_stage(
     config = RLConfig().with_overrides(list(overrides))  # bad overrides fail before any download
     params = {"engine": engine, "model_uri": model_uri, "train_uris": list(train_uris), "val_uris": list(val_uris),
               "overrides": list(overrides), "nnodes": nnodes, "gpus_per_node": gpus_per_node}
-    with work_dir("rl", work) as wd, stage_tracker("rl", tracking, params) as tracker:
+    with work_dir("rl", work) as wd, stage_tracker("rl", request.tracking, params) as tracker:
         console.rule(f"[bold]RL ({engine} engine)")
         model = resolve_model(model_uri, wd / "inputs" / "model", progress=progress)
         train = fetch_datasets(train_uris, wd / "inputs" / "train", "train", progress=progress)

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
 
 from mini_o3 import storage
 
 from .common import (
     StageResult,
-    Tracking,
     console,
     copy_files,
     fetch,
@@ -27,27 +25,20 @@ from .common import (
     work_dir,
     write_result,
 )
+from .requests import SFTRequest
 
 RUN_FILES = ("llamafactory_sft.yaml", "dataset_info.json", "sft_run.json", "train.log", "loss_curve.png")
 MODEL_RECORDS = ("trainer_log.jsonl", "trainer_state.json", "all_results.json", "train_results.json")
 
 
-def sft_stage(
-    data_uri: str,
-    model: str,
-    out_uri: str,
-    *,
-    overrides: Sequence[str] = (),
-    tracking: Tracking = Tracking(),
-    work: str | None = None,
-    progress: bool = True,
-) -> StageResult:
-    """Train ``model`` (sealed URI or hub id) on the cold-start data at ``data_uri``."""
+def sft_stage(request: SFTRequest, *, work: str | None = None, progress: bool = True) -> StageResult:
+    """Train ``request.model`` (sealed URI or hub id) on the cold-start data at ``request.data_uri``."""
     from mini_o3.sft import SFTConfig, run_sft
 
+    data_uri, model, out_uri, overrides = request.data_uri, request.model, request.out_uri, request.overrides
     SFTConfig().with_overrides(list(overrides))  # bad overrides fail before any download
     params = {"data_uri": data_uri, "model": model, "overrides": list(overrides)}
-    with work_dir("sft", work) as wd, stage_tracker("sft", tracking, params) as tracker:
+    with work_dir("sft", work) as wd, stage_tracker("sft", request.tracking, params) as tracker:
         console.rule("[bold]SFT")
         data = fetch(data_uri, wd / "inputs" / "data", progress=progress)
         base = resolve_model(model, wd / "inputs" / "model", progress=progress)

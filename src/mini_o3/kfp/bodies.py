@@ -1,9 +1,10 @@
-"""What the KFP component bodies call: one function per component, in plain Python (testable
-without KFP). Each sets up the pod's environment, then runs a stage in-process
-(``mini_o3.stages``) or, for launch modes ``ray`` / ``rayjob``, runs the same stage remotely
-through ``mini_o3.launch.run_remote`` with the ``mini-o3 stage ...`` entrypoint and reads the
-result the remote stage sealed. SIGTERM is never swallowed: the launcher deletes its remote job
-and re-raises, so the pod ends and the run is marked terminated.
+"""What the KFP component bodies call, in plain Python (testable without KFP). The bookkeeping
+components (init / finish run, skip branches, data, report, registry) have one function each; a
+launching stage's component builds its typed request once (``sft_request``, ``rl_request``,
+``eval_request``, with ``stage_launch`` for where it runs) and hands it to ``run_request``, i.e.
+``mini_o3.dispatch``: in this pod, or sealed and run remotely as ``mini-o3 stage run <uri>``.
+SIGTERM is never swallowed: the launcher deletes its remote job and re-raises, so the pod ends
+and the run is marked terminated.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ import json
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from mini_o3 import storage
 from mini_o3.launch.presets import JUDGE_SECRET_KEYS, judge_secret_env, s3_secret_env
 from mini_o3.launch.settings import DNS_1123_SUBDOMAIN
-from mini_o3.stages import StageError, StageResult, Tracking, read_result
+from mini_o3.stages import StageError, StageResult, Tracking
 from mini_o3.stages.common import basename, is_hub_model
 
 #: Environment a stage needs in remote Ray pods (plain values; secrets travel as secretKeyRefs).
@@ -216,37 +216,6 @@ def launch_settings(*, mode: str, ray_address: str, workers: int, gpus_per_worke
     return apply_overrides(settings, list(overrides), label="launch setting") if overrides else settings
 
 
-@dataclass(frozen=True)
-class RemoteStage:
-    """A stage as it runs remotely: its ``mini-o3 stage`` argv, launch settings and job name."""
-
-    stage: str
-    argv: list[str]
-    settings: Any
-    name: str
-    out_uri: str
-
-    def run(self) -> StageResult:
-        """Run it (``mini_o3.launch.run_remote``) and read the result the remote stage sealed."""
-        from mini_o3.launch import run_remote
-
-        run_remote(self.argv, self.settings, name=self.name)
-        return read_result(self.stage, self.out_uri)
-
-
-def launch_of(*, launch_mode: str, ray_address: str, workers: int, gpus_per_worker: int, node_selector: dict,
-              tolerations: list, launch_overrides: Sequence[str], s3_secret_name: str, judge_secret_name: str,
-              hf_token_secret_name: str, s3_endpoint: str, mlflow_tracking_uri: str, work_volume_claim: str,
-              accelerator: str = "nvidia.com/gpu", ray_service_account: str = "", image: str = "") -> dict[str, Any]:
-    """The ``launch`` dict of a stage step (``launch_settings`` arguments) from its component's inputs."""
-    return dict(mode=launch_mode, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
-                node_selector=node_selector, tolerations=tolerations, overrides=list(launch_overrides or []), image=image,
-                s3_secret_name=s3_secret_name, judge_secret_name=judge_secret_name,
-                hf_token_secret_name=hf_token_secret_name,
-                env={S3_ENDPOINT_ENV: s3_endpoint, "MLFLOW_TRACKING_URI": mlflow_tracking_uri},
-                work_volume_claim=work_volume_claim, gpu_resource=accelerator, service_account=ray_service_account)
-
-
 def stage_image(runtime: str, registry: str, tag: str) -> str:
     """The Ray pods' image of a stage: the scheme the pipeline was compiled with (constant inputs of
     the launcher component), else ``images.image_ref`` from this process's env."""
@@ -255,127 +224,75 @@ def stage_image(runtime: str, registry: str, tag: str) -> str:
     return images.image_ref(runtime, registry=registry or None, tag=tag or None)
 
 
-def _bounded(launch: dict[str, Any], stage: str) -> dict[str, Any]:
-    """``launch`` with the RayJob deadline of ``stage`` (``deadlines.rayjob_deadline``) ahead of the
-    user's overrides: a shorter one of theirs wins, a longer or no deadline is refused later."""
-    from .deadlines import rayjob_deadline
-
-    return {**launch, "overrides": [f"active_deadline_seconds={rayjob_deadline(stage)}", *(launch.get("overrides") or [])]}
-
-
-def _remote_stage(stage: str, argv: list[str], settings: Any, run_root: str, out_uri: str) -> RemoteStage:
-    """The remote stage of this run: its RayJob is named after and labelled with the KFP run id (the
-    last part of ``run_root``; the exit handler deletes by that label) and has a bounded deadline."""
-    from mini_o3.launch import job_name
+def stage_launch(stage: str, *, run_root: str, mode: str, ray_address: str, workers: int, gpus_per_worker: int,
+                 node_selector: dict, tolerations: list, overrides: Sequence[str], s3_secret_name: str,
+                 judge_secret_name: str, hf_token_secret_name: str, s3_endpoint: str, tracking_uri: str,
+                 work_volume_claim: str, accelerator: str = "nvidia.com/gpu", service_account: str = "",
+                 image: str = "", engine: str = "") -> Any:
+    """Where a launching stage (sft | rl) of this run runs, from its component's inputs. ``inprocess``:
+    this pod. Remote: ``launch_settings`` with, ahead of the user's overrides (theirs win), the
+    worker pods' CPUs sized for the stage's Ray placement (LLaMA-Factory 0.9.5: {GPU: 1, CPU: 10} per
+    GPU; verl: 3 CPUs per GPU; the reference engine runs on the head) and the RayJob deadline of the
+    stage (``deadlines.rayjob_deadline``: a longer or no deadline is refused); a RayJob is labelled
+    with the KFP run id (the last part of ``run_root``; the exit handler deletes by that label)."""
+    from mini_o3.launch import LaunchSettings
     from mini_o3.launch.cleanup import run_labels
+    from mini_o3.launch.presets import sft_cpus_per_worker, verl_cpus_per_worker
 
-    from .deadlines import deadline_problem
+    from .deadlines import deadline_problem, rayjob_deadline
 
-    run_id = basename(run_root)
+    if mode == "inprocess":
+        return LaunchSettings()
+    cpus = sft_cpus_per_worker if stage == "sft" else verl_cpus_per_worker if engine == "verl" else None
+    sized = [f"cpus_per_worker={cpus(gpus_per_worker)}"] if cpus and gpus_per_worker > 0 else []
+    settings = launch_settings(
+        mode=mode, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
+        node_selector=node_selector, tolerations=tolerations, image=image or stage_image(stage, "", ""),
+        overrides=[*sized, f"active_deadline_seconds={rayjob_deadline(stage)}", *(overrides or [])],
+        s3_secret_name=s3_secret_name, judge_secret_name=judge_secret_name, hf_token_secret_name=hf_token_secret_name,
+        env={S3_ENDPOINT_ENV: s3_endpoint, "MLFLOW_TRACKING_URI": tracking_uri},
+        work_volume_claim=work_volume_claim, gpu_resource=accelerator, service_account=service_account)
     if settings.mode == "rayjob":
         problem = deadline_problem(stage, settings.active_deadline_seconds)
         if problem:
             raise StageError(problem)
-        settings = settings.model_copy(update={"labels": {**settings.labels, **run_labels(run_id)}})
-    return RemoteStage(stage, ["mini-o3", "stage", stage, *argv], settings, job_name(f"mo3-{stage}", run_id), out_uri)
+        settings = settings.model_copy(update={"labels": {**settings.labels, **run_labels(basename(run_root))}})
+    return settings
 
 
-def _tracking_argv(tracking: Tracking) -> list[str]:
-    if not tracking.parent_run_id:
-        return []
-    return ["--parent-run-id", tracking.parent_run_id, "--tracking-uri", tracking.tracking_uri or ""]
+def sft_request(*, data_uri: str, model: str, run_root: str, overrides: Sequence[str], launch: Any,
+                parent_run_id: str, tracking_uri: str) -> Any:
+    """The ``SFTRequest`` of this run: output ``<run_root>/sft``."""
+    from mini_o3.stages import SFTRequest
+
+    return SFTRequest(data_uri=data_uri, model=model, out_uri=storage.join(run_root, "sft"), overrides=list(overrides),
+                      tracking=_tracking(parent_run_id, tracking_uri, run_root), launch=launch)
 
 
-def _sets(overrides: Sequence[str]) -> list[str]:
-    return [arg for o in overrides for arg in ("--set", o)]
-
-
-def _sized(launch: dict[str, Any], cpus: Any) -> dict[str, Any]:
-    """``launch`` with ``cpus_per_worker`` sized by ``cpus(gpus_per_worker)`` ahead of the user's
-    overrides (an explicit ``cpus_per_worker=`` still wins)."""
-    gpus = int(launch.get("gpus_per_worker") or 0)
-    sized = [f"cpus_per_worker={cpus(gpus)}"] if gpus > 0 else []
-    return {**launch, "overrides": [*sized, *(launch.get("overrides") or [])]}
-
-
-def sft_remote(*, data_uri: str, model: str, run_root: str, overrides: Sequence[str], launch: dict[str, Any],
-               tracking: Tracking) -> RemoteStage:
-    """SFT as LLaMA-Factory's Ray mode on Ray / a RayJob (one training worker per GPU of the cluster).
-    LLaMA-Factory 0.9.5 reserves {GPU: 1, CPU: 10} per GPU of the cluster: the worker pods' CPUs are
-    sized for that (else its placement group never fits and the job hangs)."""
-    from mini_o3 import images
-    from mini_o3.launch.presets import sft_cpus_per_worker
-
-    out_uri = storage.join(run_root, "sft")
-    settings = launch_settings(**_sized(_bounded({**launch, "image": launch.get("image") or images.image_ref("sft")},
-                                                 "sft"), sft_cpus_per_worker))
-    ray = ["launch.mode=ray", "launch.ray_init_kwargs.address=auto",
-           f"launch.ray_num_workers={max(1, settings.workers * settings.gpus_per_worker)}"]
-    argv = ["--data-uri", data_uri, "--model", model, "--out-uri", out_uri, *_sets([*ray, *overrides]),
-            *_tracking_argv(tracking)]
-    return _remote_stage("sft", argv, settings, run_root, out_uri)
-
-
-def sft(*, data_uri: str, model: str, run_root: str, overrides: Sequence[str], launch: dict[str, Any],
-        parent_run_id: str, tracking_uri: str, s3_endpoint: str) -> StageResult:
-    """SFT in this pod (``launch["mode"] == "inprocess"``) or remotely (``sft_remote``)."""
-    from mini_o3.stages import sft_stage
-
-    setup_env(s3_endpoint)
-    tracking = _tracking(parent_run_id, tracking_uri, run_root)
-    if launch["mode"] == "inprocess":
-        return sft_stage(data_uri, model, storage.join(run_root, "sft"), overrides=list(overrides), tracking=tracking)
-    return sft_remote(data_uri=data_uri, model=model, run_root=run_root, overrides=overrides, launch=launch,
-                      tracking=tracking).run()
-
-
-def rl_judge(overrides: Sequence[str], launch: dict[str, Any], judge_enabled: bool,
-             credentials: bool | None = None) -> tuple[list[str], dict[str, Any]]:
-    """(RL overrides, launch) for the judge setting: off (``judge_enabled`` false, or no judge
-    credentials in this pod: ``credentials`` None = look at the env) → ``judge.enabled=false`` ahead of
-    the user's overrides (an explicit one still wins); switched off → no judge Secret on the Ray pods."""
-    if not judge_enabled:
-        launch = {**launch, "judge_secret_name": ""}
+def rl_judge(overrides: Sequence[str], judge_enabled: bool, judge_secret_name: str,
+             credentials: bool | None = None) -> tuple[list[str], str]:
+    """(RL overrides, judge Secret name of the Ray pods) for the judge setting: off (``judge_enabled``
+    false, or no judge credentials in this pod: ``credentials`` None = look at the env) →
+    ``judge.enabled=false`` ahead of the user's overrides (an explicit one still wins); switched off →
+    no judge Secret on the Ray pods."""
+    secret = judge_secret_name if judge_enabled else ""
     if credentials is None:
-        credentials = judge_enabled and judge_available(launch.get("judge_secret_name", ""), "rl")
+        credentials = judge_enabled and judge_available(secret, "rl")
     if not judge_enabled or not credentials:
-        return ["judge.enabled=false", *overrides], launch
-    return list(overrides), launch
+        return ["judge.enabled=false", *overrides], secret
+    return list(overrides), secret
 
 
-def rl_remote(*, engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str, overrides: Sequence[str],
-              launch: dict[str, Any], tracking: Tracking) -> RemoteStage:
-    """RL on Ray / a RayJob: verl across ``workers`` x ``gpus_per_worker`` GPUs (worker pods' CPUs
-    sized by ``verl_cpus_per_worker``: verl's placement group needs 3 CPUs per GPU), or the
-    reference engine on the head."""
-    from mini_o3.launch.presets import verl_cpus_per_worker
+def rl_request(*, engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str, overrides: Sequence[str],
+               launch: Any, parent_run_id: str, tracking_uri: str, gpus: int) -> Any:
+    """The ``RLRequest`` of this run: output ``<run_root>/rl``; in this pod the reference engine uses
+    its ``gpus`` (remote runs take nodes and GPUs from the launch settings, ``dispatch.remote_form``)."""
+    from mini_o3.stages import RLRequest
 
-    out_uri = storage.join(run_root, "rl")
-    launch = _bounded(launch, "rl")
-    settings = launch_settings(**(_sized(launch, verl_cpus_per_worker) if engine == "verl" else launch))
-    argv = ["--engine", engine, "--model-uri", model_uri, "--train-uri", train_uri,
-            *(a for v in ([val_uri] if val_uri else []) for a in ("--val-uri", v)), "--out-uri", out_uri,
-            *_sets(overrides), "--nnodes", str(max(1, settings.workers)), "--gpus-per-node",
-            str(settings.gpus_per_worker), *_tracking_argv(tracking)]
-    return _remote_stage("rl", argv, settings, run_root, out_uri)
-
-
-def rl(*, engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str, overrides: Sequence[str],
-       launch: dict[str, Any], parent_run_id: str, tracking_uri: str, s3_endpoint: str,
-       judge_enabled: bool = True) -> StageResult:
-    """RL in this pod (reference engine on the pod's device) or remotely (``rl_remote``).
-    ``judge_enabled`` false: rule rewards only and no judge Secret on the Ray pods (``rl_judge``)."""
-    from mini_o3.stages import rl_stage
-
-    setup_env(s3_endpoint)
-    tracking = _tracking(parent_run_id, tracking_uri, run_root)
-    overrides, launch = rl_judge(overrides, launch, judge_enabled)
-    if launch["mode"] == "inprocess":
-        return rl_stage(engine, model_uri, [train_uri], [val_uri] if val_uri else [], storage.join(run_root, "rl"),
-                        overrides=list(overrides), tracking=tracking, nnodes=1,
-                        gpus_per_node=max(1, int(launch.get("gpus_per_worker", 1))))
-    return rl_remote(engine=engine, model_uri=model_uri, train_uri=train_uri, val_uri=val_uri, run_root=run_root,
-                     overrides=overrides, launch=launch, tracking=tracking).run()
+    return RLRequest(engine=engine, model_uri=model_uri, train_uris=[train_uri], val_uris=[val_uri] if val_uri else [],
+                     out_uri=storage.join(run_root, "rl"), overrides=list(overrides), nnodes=1,
+                     gpus_per_node=max(1, gpus), tracking=_tracking(parent_run_id, tracking_uri, run_root),
+                     launch=launch)
 
 
 def rule_protocol_overrides() -> list[str]:
@@ -386,20 +303,28 @@ def rule_protocol_overrides() -> list[str]:
     return ["protocol=rule"] if "protocol" in EvalConfig.model_fields else []
 
 
-def evaluate(*, model_uri: str, bench_uri: str, run_root: str, k: int, backend: str, overrides: Sequence[str],
-             judge_enabled: bool, judge_secret_name: str, parent_run_id: str, tracking_uri: str, s3_endpoint: str,
-             gpus: int = 1, out_name: str = "eval") -> StageResult:
-    """Avg@k with the LLM judge (``judge_enabled`` and the judge Secret's keys in this pod), else with
-    rule scorers under protocol "rule" (asked for explicitly; a user override still wins)."""
-    from mini_o3.stages import eval_stage
+def eval_request(*, model_uri: str, bench_uri: str, run_root: str, k: int, backend: str, overrides: Sequence[str],
+                 judge_enabled: bool, judge_secret_name: str, parent_run_id: str, tracking_uri: str, gpus: int = 1,
+                 out_name: str = "eval") -> Any:
+    """The ``EvalRequest`` of this run into ``<run_root>/<out_name>``: with the LLM judge
+    (``judge_enabled`` and the judge Secret's keys in this pod), else with rule scorers under protocol
+    "rule" (asked for explicitly; a user override still wins)."""
+    from mini_o3.stages import EvalRequest
 
-    setup_env(s3_endpoint)
     judge = judge_enabled and judge_available(judge_secret_name, "evaluate")
     if not judge:
         overrides = [*rule_protocol_overrides(), *overrides]
-    return eval_stage(model_uri, [bench_uri], storage.join(run_root, out_name), k=k or None, backend=backend,
-                      overrides=list(overrides), judge=judge, tracking=_tracking(parent_run_id, tracking_uri, run_root),
-                      gpus=max(1, gpus))
+    return EvalRequest(model_uri=model_uri, bench_uris=[bench_uri], out_uri=storage.join(run_root, out_name),
+                       k=k or None, backend=backend, overrides=list(overrides), judge=judge, gpus=max(1, gpus),
+                       tracking=_tracking(parent_run_id, tracking_uri, run_root))
+
+
+def run_request(request: Any, s3_endpoint: str = "") -> StageResult:
+    """Run a stage request here or remotely (``mini_o3.dispatch.run_stage``)."""
+    from mini_o3.dispatch import run_stage
+
+    setup_env(s3_endpoint)
+    return run_stage(request)
 
 
 def visible_gpus() -> int:
