@@ -1,16 +1,7 @@
-"""``run_episode``: THE multi-turn loop. Both RL engines and the evaluator call it; nothing else
-re-implements it.
-
-Per turn (reference ``AsyncvLLMEngine._async_rollout_a_request``):
-
-1. the policy returns the next assistant text (generation stops on ``</grounding>``);
-2. a turn without ``<grounding>…</grounding>`` is the answer turn: the episode ends ``answer``,
-   or ``void`` when it was cut by length or does not end with ``<answer>…</answer>``;
-3. a tool call at the last allowed turn, with the image budget spent, or with the context at the
-   cap ends the episode ``exceed`` (over-turn masking drops such episodes from the loss);
-4. otherwise the call is parsed and cropped: a success appends the observation (and the resized
-   crop), a failure the error message; if the observation pushes the context over the cap it is
-   undone and the episode ends ``exceed``.
+"""``run_episode``: the synchronous turn loop (evaluator, local RL engine). It drives the shared
+core (``turn_loop.EpisodeState``: limits, stops, observations — the same one verl's agent loop
+drives) with a ``Policy`` call per turn, the kit's parser and crop as the tool and a
+``TokenCounter``, and records the episode as a ``Trajectory`` (turns + model / env segments).
 """
 
 from __future__ import annotations
@@ -22,15 +13,12 @@ from typing import Optional, Protocol, Union
 
 from PIL import Image
 
-from .answer import ends_with_answer
-from .crop import Crop, as_rgb, crop, resize_initial, resize_observation
-from .grounding import GroundingError, ParserMode, has_tool_call, parse_grounding
+from .crop import as_rgb, resize_initial
+from .grounding import GroundingError, ParserMode, has_tool_call
 from .limits import ApproxTokenCounter, RolloutLimits, TokenCounter, TRAIN_LIMITS
 from .prompts import DEFAULT_PROMPT_SET, IM_END, IMAGE_PLACEHOLDER, TOOL_STOP, PromptSet, get_prompt_set
-from .trajectory import ExceedReason, FinishReason, Segment, Termination, Trajectory, Turn
-
-#: Error shown to the model when its output is not valid UTF-8.
-INVALID_UTF8 = "the model output is not valid UTF-8"
+from .trajectory import FinishReason, Segment, Trajectory, Turn
+from .turn_loop import INVALID_UTF8, EpisodeState, Stop, cut_at_tool_stop
 
 
 @dataclass(frozen=True)
@@ -72,7 +60,7 @@ def run_episode(
     sample: EpisodeSample,
     limits: RolloutLimits = TRAIN_LIMITS,
     *,
-    prompt_set: Union[str, PromptSet] = DEFAULT_PROMPT_SET,
+    prompt_set: Union[str, PromptSet] = "mini-o3-v1",
     parser: ParserMode = "strict",
     counter: Optional[TokenCounter] = None,
 ) -> Trajectory:
@@ -82,95 +70,52 @@ def run_episode(
     if IMAGE_PLACEHOLDER not in sample.problem:
         raise ValueError(f"sample {sample.sample_id!r}: problem must contain {IMAGE_PLACEHOLDER!r}")
     raw, first = _original(sample, limits)
-    traj = Trajectory(
-        problem=sample.problem,
-        prompt_set=prompts,
-        limits=limits,
-        sample_id=sample.sample_id,
-        raw_images=[raw],
-        images=[first],
-    )
     prompt = prompts.initial_prompt(sample.problem)
-    traj.segments.append(Segment("env", prompt, image=0))
     # The single image pad in the prompt expands to the image's tokens.
-    traj.context_tokens = counter.text(prompt) + counter.image(first.size) - 1
-
-    for t in range(limits.max_turns):
-        budget = max(1, min(limits.max_tokens_per_turn, limits.max_context - traj.context_tokens))
-        out = _normalise(policy(PolicyRequest(traj, t, budget)))
-        turn = Turn(index=t, output=out.text, finish_reason=out.finish_reason, token_ids=out.token_ids)
+    state = EpisodeState(limits, prompts, [raw], [first], counter.text(prompt) + counter.image(first.size) - 1)
+    traj = Trajectory(problem=sample.problem, prompt_set=prompts, limits=limits, sample_id=sample.sample_id,
+                      raw_images=state.raw_images, images=state.images, context_tokens=state.context_tokens)
+    traj.segments.append(Segment("env", prompt, image=0))
+    while True:
+        out = _normalise(policy(PolicyRequest(traj, state.turn, state.budget())))
+        turn = Turn(index=state.turn, output=out.text, finish_reason=out.finish_reason, token_ids=out.token_ids)
         turn.tokens = out.num_tokens if out.num_tokens is not None else counter.text(out.text)
         traj.turns.append(turn)
-        if out.invalid_utf8 is False and not has_tool_call(out.text):
-            if out.token_ids is not None:  # the ids already hold the EOS the model generated
-                eos = IM_END if out.finish_reason == "stop" else ""
-                traj.segments.append(Segment("model", out.text + eos, token_ids=out.token_ids))
-            else:
-                traj.segments.append(Segment("model", out.text))
-                if out.finish_reason == "stop":
-                    traj.segments.append(Segment("model", IM_END))  # the EOS the model generated
-            traj.context_tokens += turn.tokens
-            traj.termination = answer_termination(out.text, out.finish_reason)
-            return traj
-        traj.segments.append(Segment("model", out.text, token_ids=out.token_ids))
-        traj.context_tokens += turn.tokens
-
-        reason = tool_turn_exceed(len(traj.images), t, traj.context_tokens, limits)
-        if reason is not None:
-            return _exceed(traj, reason)
-
-        result = _tool_result(out, traj, limits, parser)
-        if isinstance(result, Crop):
-            shown = resize_observation(result.image, limits.min_pixels, limits.max_pixels)
-            injection = prompts.observation_injection(t)
-            cost = counter.text(injection) + counter.image(shown.size) - 1
-            if observation_overflows(traj.context_tokens, cost, limits):
-                return _exceed(traj, "context")  # the observation is not added (reference undo)
-            turn.tool_call, turn.crop, turn.observation = out.call, result, len(traj.images)
-            traj.raw_images.append(result.image)
-            traj.images.append(shown)
-            traj.segments.append(Segment("env", injection, image=turn.observation))
+        tool_call = out.invalid_utf8 or has_tool_call(out.text)
+        traj.segments.extend(_model_segments(out, tool_call))
+        stop = state.model_turn(out.text, out.finish_reason, turn.tokens, tool_call=tool_call)
+        traj.context_tokens = state.context_tokens
+        if stop is not None:
+            return _ended(traj, stop)
+        call, result = (None, GroundingError(INVALID_UTF8)) if out.invalid_utf8 else state.run_tool(out.text, parser)
+        observation = state.observation(result)
+        cost = counter.text(observation.text)
+        if observation.image is not None:
+            cost += counter.image(observation.image.size) - 1
         else:
-            turn.tool_call = out.call
-            turn.error = result.message
-            injection = prompts.error_injection(result.message)
-            cost = counter.text(injection)
-            if observation_overflows(traj.context_tokens, cost, limits):
-                turn.error = None
-                return _exceed(traj, "context")
-            traj.segments.append(Segment("env", injection))
-        traj.context_tokens += cost
-    raise AssertionError("unreachable: the last turn always answers or exceeds")
+            turn.tool_call = call  # an error turn records its call (if it parsed) even when undone
+        stop = state.observe(observation, cost)
+        traj.context_tokens = state.context_tokens
+        if stop is not None:
+            return _ended(traj, stop)  # the observation is not added (reference undo)
+        turn.tool_call, turn.error = call, observation.error
+        if observation.crop is not None:
+            turn.crop, turn.observation = observation.crop, len(traj.images) - 1
+        traj.segments.append(Segment("env", observation.text, image=turn.observation))
 
 
-def answer_termination(text: str, finish_reason: FinishReason) -> Termination:
-    """How a turn without a tool call ends the episode: ``void`` when generation was cut by length
-    or the text does not end with ``<answer>…</answer>``, else ``answer``."""
-    return "void" if finish_reason == "length" or not ends_with_answer(text) else "answer"
+def _model_segments(out: "_Output", tool_call: bool) -> list[Segment]:
+    """The model segments of a turn. An answer turn that stopped ends with the EOS the model
+    generated (already in its ids when reported); a tool turn ends at ``</grounding>``."""
+    if tool_call:
+        return [Segment("model", out.text, token_ids=out.token_ids)]
+    if out.token_ids is not None:
+        return [Segment("model", out.text + (IM_END if out.finish_reason == "stop" else ""), token_ids=out.token_ids)]
+    return [Segment("model", out.text)] + ([Segment("model", IM_END)] if out.finish_reason == "stop" else [])
 
 
-def tool_turn_exceed(n_images: int, turn: int, context_tokens: int, limits: RolloutLimits) -> Optional[ExceedReason]:
-    """Why a tool call at 0-based ``turn`` ends the episode before it runs (over-turn masking), or
-    None: the image budget is spent (``images``), it is the last allowed turn (``turns``), or the
-    context (the call included) reached the cap (``context``). Checked in this order."""
-    if n_images >= limits.max_images:
-        return "images"
-    if turn == limits.max_turns - 1:
-        return "turns"
-    if context_tokens >= limits.context_cap:
-        return "context"
-    return None
-
-
-def observation_overflows(context_tokens: int, cost: int, limits: RolloutLimits) -> bool:
-    """True when appending an observation (or error message) of ``cost`` tokens reaches the context
-    cap: the observation is not added and the episode ends ``exceed`` (context)."""
-    return context_tokens + cost >= limits.context_cap
-
-
-def _exceed(traj: Trajectory, reason: str) -> Trajectory:
-    traj.termination = "exceed"
-    traj.exceed_reason = reason  # type: ignore[assignment]
+def _ended(traj: Trajectory, stop: Stop) -> Trajectory:
+    traj.termination, traj.exceed_reason = stop.termination, stop.exceed_reason
     return traj
 
 
@@ -181,7 +126,6 @@ class _Output:
     num_tokens: Optional[int]
     invalid_utf8: bool
     token_ids: Optional[tuple[int, ...]] = None
-    call: object = None
 
 
 def _normalise(raw: Union[str, bytes, PolicyOutput]) -> _Output:
@@ -203,23 +147,10 @@ def _normalise(raw: Union[str, bytes, PolicyOutput]) -> _Output:
         except UnicodeEncodeError:  # lone surrogates
             text, invalid = text.encode("utf-8", "replace").decode("utf-8"), True
     ids = tuple(out.token_ids) if out.token_ids is not None and not invalid else None
-    stop = text.find(TOOL_STOP)
-    if stop >= 0 and stop + len(TOOL_STOP) < len(text):
-        # Generation stops on </grounding>, whatever the policy did after it; the reported ids no
-        # longer match the text, so engines re-tokenise it.
-        text, ids = text[: stop + len(TOOL_STOP)], None
+    text, cut = cut_at_tool_stop(text)
+    if cut:  # the reported ids no longer match the text: engines re-tokenise it
+        ids = None
     return _Output(text, out.finish_reason, out.num_tokens, invalid, ids)
-
-
-def _tool_result(out: _Output, traj: Trajectory, limits: RolloutLimits, parser: ParserMode):
-    if out.invalid_utf8:
-        return GroundingError(INVALID_UTF8)
-    parsed = parse_grounding(out.text, parser)
-    if isinstance(parsed, GroundingError):
-        return parsed
-    out.call = parsed
-    sizes = [image.size for image in traj.images]
-    return crop(parsed, traj.raw_images, sizes, relative=limits.relative_coordinates)
 
 
 def _original(sample: EpisodeSample, limits: RolloutLimits) -> tuple[Image.Image, Image.Image]:

@@ -29,6 +29,7 @@ from typing import Any, Literal, Optional
 
 from .prompts import IM_END
 from .trajectory import Segment, Trajectory
+from .turn_loop import row_trains
 
 OverTurnMode = Literal["code", "paper"]
 LossAgg = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"]
@@ -146,9 +147,7 @@ def valid_groups(
 # -- loss masks -----------------------------------------------------------------------------------
 def trajectory_trainable(traj: Trajectory, *, ignore_exceed: bool = True, ignore_void: bool = False) -> bool:
     """False when the whole trajectory is masked out of the loss (exceed / void row zeroed)."""
-    if ignore_exceed and traj.termination == "exceed":
-        return False
-    return not (ignore_void and traj.termination == "void")
+    return row_trains(traj.termination, ignore_exceed=ignore_exceed, ignore_void=ignore_void)
 
 
 def final_eos_mask(ids: Sequence[int], eos_id: int) -> list[int]:

@@ -1,15 +1,17 @@
 """The Mini-o3 agent loop for verl 0.9.1 (``agent_loops.yaml`` entries ``minio3_train`` / ``minio3_val``).
 
-One episode per call of ``run``, with the task kit's rules (``mini_o3.task.episode`` helpers):
+One episode per call of ``run``, driving the task kit's turn-loop core
+(``mini_o3.task.turn_loop.EpisodeState``, the one ``run_episode`` drives) with verl's server
+manager, tool parser and crop tool:
 
 * the prompt is the prompt set's raw token stream (``PromptSet.initial_prompt``) with the original
   resized LANCZOS into [min_pixels, max_pixels]; every turn is generated with ``stop=</grounding>``
-  and ``max_tokens = min(max_tokens_per_turn, max_context - context)``;
-* a turn without ``<grounding>…</grounding>`` ends the episode (``answer_termination``: answer / void);
-* a tool call ends it ``exceed`` when ``tool_turn_exceed`` says so (images, last turn, context);
-  otherwise the crop tool runs (``CropTool``; raw images from this loop's state) and the exact
-  observation / error injection of the prompt set is appended as environment tokens; an
-  injection that would reach the context cap is not added (``observation_overflows``): exceed;
+  and ``max_tokens = state.budget()`` (``min(max_tokens_per_turn, max_context - context)``);
+* ``state.model_turn`` ends the episode on a turn without ``<grounding>…</grounding>`` (answer /
+  void) or on a tool call past the limits (exceed: images, last turn, context); otherwise the crop
+  tool runs (``CropTool``; raw images from the state) and the state's observation / error
+  injection is appended as environment tokens, unless ``state.observe`` finds it would reach the
+  context cap (not added: exceed);
 * ``response_mask`` is 1 on generated tokens and 0 on injected ones (image tokens included), and
   0 after the response's last ``<|im_end|>`` (``final_eos_mask``, the released code's attention
   mask: a last turn cut by the length limit gets no loss); an exceed trajectory
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 from uuid import uuid4
 
@@ -36,9 +38,9 @@ from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutp
 from verl.experimental.agent_loop.tool_parser import ToolParser
 from verl.utils.tokenizer import build_multimodal_processor_inputs
 
-from mini_o3.task import DEFAULT_PROMPT_SET, RolloutLimits, get_prompt_set, resize_initial
-from mini_o3.task.episode import answer_termination, observation_overflows, tool_turn_exceed
+from mini_o3.task import DEFAULT_PROMPT_SET, GroundingError, RolloutLimits, get_prompt_set, resize_initial
 from mini_o3.task.grpo import final_eos_mask
+from mini_o3.task.turn_loop import EpisodeState, Observation
 from mini_o3.task.prompts import IM_END, TOOL_STOP
 
 from . import parser as _parser  # noqa: F401  (registers the minio3_grounding parsers in this process)
@@ -46,13 +48,12 @@ from .names import CROP_TOOL_NAME, TRAIN_AGENT, VAL_AGENT  # noqa: F401
 
 
 @dataclass
-class EpisodeState:
-    """What the crop tool reads: full-resolution images (original, then raw crops) and the
-    model-facing images (``image_data``, the verl name)."""
+class CropToolState:
+    """What the crop tool reads (``agent_data``): the episode's full-resolution images (original,
+    then raw crops) and its model-facing images (``image_data``, the verl name)."""
 
     raw_images: list[Image.Image]
     image_data: list[Image.Image]
-    extra_fields: dict[str, Any] = field(default_factory=dict)
 
 
 class MiniO3AgentLoop(AgentLoopBase):
@@ -120,70 +121,54 @@ class MiniO3AgentLoop(AgentLoopBase):
             raise ValueError(f"row {kwargs.get('index')!r}: extra_info.record.problem is missing (convert data with mini_o3.rl.verl.data)")
         raw = _original_image(kwargs.get("raw_prompt") or [], kwargs.get("index"))
         limits = self.limits
-        state = EpisodeState(raw_images=[raw], image_data=[resize_initial(raw, limits.min_pixels, limits.max_pixels)])
-        prompt_ids = await asyncio.get_running_loop().run_in_executor(None, self.encode, self.prompts.initial_prompt(problem), list(state.image_data))
+        first = resize_initial(raw, limits.min_pixels, limits.max_pixels)
+        prompt_ids = await asyncio.get_running_loop().run_in_executor(None, self.encode, self.prompts.initial_prompt(problem), [first])
+        state = EpisodeState(limits, self.prompts, [raw], [first], len(prompt_ids))
         response_ids: list[int] = []
         mask: list[int] = []
         logprobs: Optional[list[float]] = []
-        outputs: list[str] = []
-        context = len(prompt_ids)
-        termination, exceed_reason, env_turns = None, None, 0
         request_id = uuid4().hex
         metrics = {"generate_sequences": 0.0, "tool_calls": 0.0}
         params = {**sampling_params, "stop": [TOOL_STOP], "include_stop_str_in_output": True}
 
-        for t in range(limits.max_turns):
-            budget = max(1, min(limits.max_tokens_per_turn, limits.max_context - context))
+        while True:
+            budget = state.budget()
             start = time.perf_counter()
             out = await self.server_manager.generate(
                 request_id=request_id, prompt_ids=prompt_ids + response_ids,
-                sampling_params={**params, "max_tokens": budget}, image_data=list(state.image_data),
+                sampling_params={**params, "max_tokens": budget}, image_data=list(state.images),
             )
             metrics["generate_sequences"] += time.perf_counter() - start
             ids, text, finish, turn_logprobs = self._turn(list(out.token_ids), out.log_probs, budget)
-            outputs.append(text)
             response_ids += ids
             mask += [1] * len(ids)
             logprobs = logprobs + turn_logprobs if logprobs is not None and turn_logprobs is not None else None
-            context += len(ids)
             _, calls = await self.tool_parser.extract_tool_calls(ids)
-            if not calls:
-                termination = answer_termination(text, finish)
-                break
-            exceed_reason = tool_turn_exceed(len(state.image_data), t, context, limits)
-            if exceed_reason is not None:
-                termination = "exceed"
+            if state.model_turn(text, finish, len(ids), tool_call=bool(calls)) is not None:
                 break
             start = time.perf_counter()
-            injection, images, raw_crop = await self._tool_observation(calls[0], state, t)
+            observation = await self._tool_observation(calls[0], state)
             metrics["tool_calls"] += time.perf_counter() - start
-            inj_ids = await asyncio.get_running_loop().run_in_executor(None, self.encode, injection, images)
-            if observation_overflows(context, len(inj_ids), limits):
-                termination, exceed_reason = "exceed", "context"  # the observation is not added
-                break
-            if raw_crop is not None:
-                state.raw_images.append(raw_crop)
-                state.image_data.extend(images)
+            images = [observation.image] if observation.image is not None else None
+            inj_ids = await asyncio.get_running_loop().run_in_executor(None, self.encode, observation.text, images)
+            if state.observe(observation, len(inj_ids)) is not None:
+                break  # the observation is not added
             response_ids += inj_ids
             mask += [0] * len(inj_ids)
             if logprobs is not None:
                 logprobs += [0.0] * len(inj_ids)
-            context += len(inj_ids)
-            env_turns += 1
-        else:  # pragma: no cover - the last turn always answers or exceeds
-            raise AssertionError("unreachable: the last turn always answers or exceeds")
 
-        if (self.ignore_exceed and termination == "exceed") or (self.ignore_void and termination == "void"):
+        if not state.trains(ignore_exceed=self.ignore_exceed, ignore_void=self.ignore_void):
             mask = [0] * len(mask)
         extra_fields = {
-            "termination": termination,
-            "exceed": termination == "exceed",
-            "exceed_reason": exceed_reason,
-            "void": termination == "void",
-            "turns": len(outputs),
-            "num_crops": len(state.image_data) - 1,
-            "context_tokens": context,
-            "turn_outputs": outputs,
+            "termination": state.termination,
+            "exceed": state.termination == "exceed",
+            "exceed_reason": state.exceed_reason,
+            "void": state.termination == "void",
+            "turns": len(state.outputs),
+            "num_crops": len(state.images) - 1,
+            "context_tokens": state.context_tokens,
+            "turn_outputs": state.outputs,
             "split": self.split,
         }
         n = self.response_length
@@ -194,9 +179,9 @@ class MiniO3AgentLoop(AgentLoopBase):
             response_ids=response_ids,
             response_mask=mask,
             response_logprobs=logprobs[:n] if logprobs else None,
-            multi_modal_data={"images": list(state.image_data)},
+            multi_modal_data={"images": list(state.images)},
             mm_processor_kwargs=self._get_mm_processor_kwargs(),
-            num_turns=len(outputs) + env_turns + 1,  # verl's convention: user + assistant turns + 1
+            num_turns=len(state.outputs) + state.turn + 1,  # verl's convention: user + assistant turns (+ observations) + 1
             metrics=metrics,
             extra_fields=extra_fields,
         )
@@ -217,8 +202,8 @@ class MiniO3AgentLoop(AgentLoopBase):
         finish = "length" if len(ids) >= budget and not stopped else "stop"
         return ids, text, finish, logprobs
 
-    async def _tool_observation(self, call: Any, state: EpisodeState, turn: int):
-        """Run the crop tool; the injection text (observation or error), its images and the raw crop."""
+    async def _tool_observation(self, call: Any, state: EpisodeState) -> Observation:
+        """Run the crop tool on the parsed ``call``; the core's observation (or error) of its result."""
         import json
 
         try:
@@ -227,12 +212,14 @@ class MiniO3AgentLoop(AgentLoopBase):
             arguments = {"error": str(exc)}
         instance_id, _ = await self.crop_tool.create()
         try:
-            response, _, info = await self.crop_tool.execute(instance_id, arguments, agent_data=state)
+            response, _, info = await self.crop_tool.execute(
+                instance_id, arguments, agent_data=CropToolState(state.raw_images, state.images))
         finally:
             await self.crop_tool.release(instance_id)
         if response.image:
-            return self.prompts.observation_injection(turn), list(response.image), info["raw_crop"].image
-        return self.prompts.error_injection(response.text or ""), [], None
+            (shown,) = response.image
+            return state.observation(info["raw_crop"], shown)
+        return state.observation(GroundingError(response.text or ""))
 
 
 def _original_image(raw_prompt: list[dict[str, Any]], index: Any) -> Image.Image:
