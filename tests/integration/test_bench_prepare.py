@@ -587,6 +587,7 @@ def test_mme_realworld_bad_shard_is_refused_naming_it(world: Path):
         prepare_bench("mme_realworld", str(src), world / "o", QUIET, progress=False)
 
 
+@pytest.mark.slow
 def test_mme_realworld_shard_converts_with_memory_far_below_its_size(world: Path):
     """A 26 MB Base64 shard (1,000 items, 26 KB base64 images): prepare_bench's traced peak (after
     a warm-up run, so lazy imports are not counted) stays under a third of the file: the shard is

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 from typer.testing import CliRunner
 
 from mini_o3 import registry, storage
 from mini_o3.cli import app
 from mini_o3.data.synthetic import SynthConfig, generate
+
+pytestmark = pytest.mark.slow  # evaluates the tiny model through the CLI
 
 TINY_EVAL = ["--set", "max_turns=1", "--set", "max_tokens_per_turn=8", "--set", "min_pixels=3136",
              "--set", "max_pixels=60000"]

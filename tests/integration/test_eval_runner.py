@@ -126,6 +126,7 @@ def test_paper_protocol_without_judge_credentials_fails_first(bench, tmp_path, m
     assert "\n" not in str(info.value) and not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_tiny_model_local_policy(bench, tiny_dir, tmp_path):
     config = EvalConfig(k=1, limit=2, max_turns=2, max_tokens_per_turn=8, concurrency=2, protocol="rule")
     result = run_eval(f"local:{tiny_dir}", [bench], tmp_path / "tiny", config, progress=False)

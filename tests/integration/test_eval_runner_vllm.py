@@ -74,6 +74,7 @@ def _launches(tmp_path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
+@pytest.mark.slow
 def test_vllm_spec_names_the_model_and_resume_never_mixes_models(bench, config, tmp_path):
     one, two = _model(tmp_path / "one", b"weights of model one"), _model(tmp_path / "two", b"weights of model two")
     out = tmp_path / "eval"

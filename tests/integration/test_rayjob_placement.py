@@ -33,6 +33,7 @@ import tempfile
 import pytest
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # a local Ray cluster per preset
 
 from mini_o3.kfp.review import rayjob_for  # noqa: E402
 

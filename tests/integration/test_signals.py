@@ -107,6 +107,7 @@ def bench(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_sigterm_stops_eval_promptly_and_the_store_resumes(bench, fault_server, tmp_path):
     records = read_records(bench / "val.parquet")
     questions = [r.problem.replace("<image>\n", "", 1) for r in records]

@@ -37,6 +37,7 @@ def _images(manifest: dict) -> set[str]:
     ("rl", {**VOLUME, "p3_rl_engine": "local", "p3_rl_workers": 0}, "rl"),
     ("sft", {**VOLUME, "p2_sft_launch_mode": "rayjob"}, "sft"),
 ])
+@pytest.mark.slow
 def test_rayjobs_of_a_mirror_compiled_package_use_the_mirror(mirrored, monkeypatch, stage, params, runtime):
     monkeypatch.delenv(images.REGISTRY_ENV, raising=False)  # the launcher pod's env: nothing set
     monkeypatch.delenv(images.TAG_ENV, raising=False)
@@ -44,6 +45,7 @@ def test_rayjobs_of_a_mirror_compiled_package_use_the_mirror(mirrored, monkeypat
     assert _images(manifest) == {f"{MIRROR}/mini-o3-{runtime}:{TAG}"}
 
 
+@pytest.mark.slow
 def test_the_committed_package_keeps_the_default_registry(monkeypatch):
     monkeypatch.setenv(images.REGISTRY_ENV, "elsewhere.example.com/x")  # a stray env in the pod does not win
     manifest = rayjob_for("rl", VOLUME)

@@ -43,6 +43,7 @@ def test_every_kfp_task_pod_gets_cpu_and_memory_requests_and_limits(name):
             assert {"cpu", "memory"} <= set(got[part]), f"{task.task}: {part} {got[part]}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage, params", [("rl", VOLUME), ("sft", {**VOLUME, "p2_sft_launch_mode": "rayjob"})])
 def test_ray_pods_run_as_the_pipelines_account_without_istio_sidecars(stage, params):
     manifest = rayjob_for(stage, params)
@@ -57,6 +58,7 @@ def test_ray_pods_run_as_the_pipelines_account_without_istio_sidecars(stage, par
     assert not any("serviceAccountName" in p["spec"] for p in _pods(default))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage, params", [("rl", VOLUME), ("sft", {**VOLUME, "p2_sft_launch_mode": "rayjob"})])
 def test_ray_workers_ask_for_the_pipelines_gpu_resource(stage, params):
     manifest = rayjob_for(stage, {**params, "p0_gpu_type": "amd.com/gpu"})

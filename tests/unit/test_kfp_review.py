@@ -31,6 +31,7 @@ class Metrics:
         pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_the_printed_rayjob_is_what_the_launcher_component_submits(case, cluster, monkeypatch, tmp_path):
     stage, params = CASES[case]
@@ -44,6 +45,7 @@ def test_the_printed_rayjob_is_what_the_launcher_component_submits(case, cluster
     assert remote_plan(stage, params, run_id="run-7").request == cluster.request  # and the request it sealed
 
 
+@pytest.mark.slow
 def test_cli_prints_valid_yaml_with_the_given_parameters_on_stdout():
     runner = CliRunner()
     done = runner.invoke(app, ["rayjob-manifest", "--stage", "rl", "--param", "work_volume_claim=shared",
@@ -67,6 +69,7 @@ def test_cli_prints_valid_yaml_with_the_given_parameters_on_stdout():
     (["--stage", "rl", "--param", "p3_rl_gpus_per_worker=eight", "--param", "work_volume_claim=w"], "gpus_per_worker"),
     (["--stage", "rl", "--param", "nope=1"], "unknown parameter 'nope'"),
 ])
+@pytest.mark.slow
 def test_cli_refuses_what_no_run_could_submit(args, message):
     done = CliRunner().invoke(app, ["rayjob-manifest", *args])
     assert done.exit_code == 2 and message in " ".join(done.stderr.split()) and not done.stdout

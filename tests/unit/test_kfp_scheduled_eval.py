@@ -72,6 +72,7 @@ def test_plan_runs_light_after_the_model_and_benchmarks_and_feeds_the_report(eva
     assert "models:/NAME@ALIAS" in defaults["model_uri"]["description"]
 
 
+@pytest.mark.slow
 def test_train_registers_the_rl_model_after_its_evaluation():
     spec, executors = _load("train")
     tasks = _tasks(spec)

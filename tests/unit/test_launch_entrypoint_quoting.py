@@ -41,6 +41,7 @@ def plan(tmp_path):
     return remote_stage(request, request_uri=str(tmp_path / "req;touch PWNED $(touch PWNED) `x` 'q'" / "rl-request"))
 
 
+@pytest.mark.slow
 def test_rayjob_entrypoint_survives_the_submitter_shell_the_cli_and_the_supervisor(plan, tmp_path):
     manifest = build_rayjob(plan.name, plan.argv, plan.settings, namespace="ns", owner={})
     got, sent = run_submitter(manifest["spec"]["entrypoint"], tmp_path)
@@ -55,6 +56,7 @@ def test_the_stage_cli_reads_the_hostile_overrides_back(plan):
     assert request.tracking.parent_run_id == "run$(id)"
 
 
+@pytest.mark.slow
 def test_a_bare_joined_entrypoint_would_run_the_payload(tmp_path):
     """The sandbox is faithful: an unquoted entrypoint is interpreted by the submitter's shell."""
     run_submitter("mini-o3 stage rl --set judge.model=a;touch PWNED", tmp_path)

@@ -239,6 +239,7 @@ def test_crd_conversion_rules():
     assert node["properties"]["a"]["format"] == "int32"  # input untouched
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHARED_CRD.exists(), reason=f"KubeRay CRD not present at {SHARED_CRD}")
 def test_packaged_schema_is_the_conversion_of_the_kuberay_crd():
     packaged = copy.deepcopy(rayjob_schema())
