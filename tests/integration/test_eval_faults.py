@@ -21,7 +21,7 @@ from mini_o3.cli import app
 from mini_o3.data.bench import read_records, sample_meta
 from mini_o3.data.synthetic import SynthConfig, generate
 from mini_o3.evaluate.config import EvalConfig
-from mini_o3.judge.client import EvalJudgeConfig
+from mini_o3.judge.config import JudgeConfig
 from mini_o3.evaluate.runner import run_eval
 
 N_TEST = 20
@@ -112,7 +112,7 @@ def test_failed_judge_verdicts_heal_on_rerun(bench, records, fault_server, tmp_p
     bad = [_question(records[1]), _question(records[4])]
     assert all([_question(r) for r in records].count(q) == 1 for q in bad)
     server = fault_server(items=_items(records), faults=[Fault("http_500", mode="judge", question=q) for q in bad])
-    judge = EvalJudgeConfig(api="openai", base_url=server.base_url, model="judge", max_attempts=2,
+    judge = JudgeConfig(api="openai", base_url=server.base_url, model="judge", max_attempts=2,
                             retry_sleep_s=0.0, rate_limit_sleep_s=0.0)
     config = _config(k=2, protocol="paper", judge=judge)
     spec = f"openai:{server.base_url}#no_zoom"

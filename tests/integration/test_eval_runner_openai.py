@@ -20,7 +20,7 @@ from fixtures.scripted_server import ScriptedItem
 from mini_o3.data.bench import read_records, sample_meta
 from mini_o3.data.synthetic import SynthConfig, generate
 from mini_o3.evaluate.config import EvalConfig
-from mini_o3.judge.client import EvalJudgeConfig
+from mini_o3.judge.config import JudgeConfig
 from mini_o3.evaluate.runner import run_eval
 
 N_TEST = 6
@@ -42,8 +42,8 @@ def server(bench, scripted_server):
     return scripted_server(items={i.question: i for i in items})
 
 
-def _judge(server, model: str = "judge", **changes) -> EvalJudgeConfig:
-    return EvalJudgeConfig(api="openai", base_url=server.base_url, model=model, retry_sleep_s=0.0,
+def _judge(server, model: str = "judge", **changes) -> JudgeConfig:
+    return JudgeConfig(api="openai", base_url=server.base_url, model=model, retry_sleep_s=0.0,
                            rate_limit_sleep_s=0.0, **changes)
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from mini_o3.data.synthetic import SynthConfig, generate
 from mini_o3.evaluate.config import EvalConfig
-from mini_o3.judge.client import EvalJudgeConfig
+from mini_o3.judge.config import JudgeConfig
 from mini_o3.rollout.model_identity import model_fingerprint
 from mini_o3.evaluate.runner import EvalError, run_eval
 
@@ -63,7 +63,7 @@ def config(bench, tmp_path, monkeypatch, scripted_server) -> EvalConfig:
     judge = scripted_server()
     return EvalConfig(
         k=1, max_turns=3, max_images=3, concurrency=3, openai={"max_retries": 2, "backoff_s": 0.0},
-        judge=EvalJudgeConfig(api="openai", base_url=judge.base_url, model="judge", retry_sleep_s=0.0),
+        judge=JudgeConfig(api="openai", base_url=judge.base_url, model="judge", retry_sleep_s=0.0),
         serve={"executable": [sys.executable, str(script)], "served_model_name": "no_zoom", "health_timeout_s": 120,
                "log_path": str(tmp_path / "vllm.log")},
     )

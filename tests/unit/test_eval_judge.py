@@ -8,14 +8,16 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 
-from mini_o3.judge.client import EvalJudgeConfig, Judge, JudgeError
-from mini_o3.rl.config import JudgeConfig
+from mini_o3.evaluate.config import EvalConfig
+from mini_o3.judge.client import Judge, JudgeError
+from mini_o3.judge.config import JudgeConfig
+from mini_o3.rl.config import RLConfig, RLJudgeConfig
 
 Q = "<image>\nWhat number is on the door?"
 
 
 def _judge(server, model: str = "judge", **kw) -> Judge:
-    config = EvalJudgeConfig(api="openai", base_url=server.base_url, model=model, retry_sleep_s=0,
+    config = JudgeConfig(api="openai", base_url=server.base_url, model=model, retry_sleep_s=0,
                              rate_limit_sleep_s=0, **kw)
     return Judge(config)
 
@@ -110,15 +112,25 @@ def test_thread_safe_bounded_concurrency(scripted_server, tmp_path):
 def test_env_configuration(monkeypatch):
     for name in ("END_POINT", "API_VERSION", "API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
-    assert EvalJudgeConfig().flavour() == "openai"
+    assert JudgeConfig().flavour() == "openai"
     with pytest.raises(JudgeError, match="OPENAI_API_KEY"):
-        _ = Judge(EvalJudgeConfig()).client
+        _ = Judge(JudgeConfig()).client
     monkeypatch.setenv("END_POINT", "https://example.invalid")
-    assert EvalJudgeConfig().flavour() == "azure"
+    assert JudgeConfig().flavour() == "azure"
     with pytest.raises(JudgeError, match="API_VERSION"):
-        _ = Judge(EvalJudgeConfig()).client
+        _ = Judge(JudgeConfig()).client
     monkeypatch.setenv("API_VERSION", "2024-06-01")
     monkeypatch.setenv("API_KEY", "k")
-    assert type(Judge(EvalJudgeConfig()).client).__name__ == "AzureOpenAI"
-    rl = EvalJudgeConfig.from_rl(JudgeConfig(), cache_path="x.sqlite")
+    assert type(Judge(JudgeConfig()).client).__name__ == "AzureOpenAI"
+    rl = RLJudgeConfig(cache_path="x.sqlite")
     assert rl.model == "gpt-4o-2024-11-20" and rl.max_attempts == 5 and rl.cache_path == "x.sqlite"
+    assert type(Judge(RLJudgeConfig()).client).__name__ == "AzureOpenAI"  # the RL judge is the same client
+
+
+def test_one_judge_config_with_the_seed_defaults_in_rl_and_evaluation():
+    shared = set(JudgeConfig.model_fields)
+    assert isinstance(RLConfig().judge, JudgeConfig) and type(EvalConfig().judge) is JudgeConfig
+    assert RLConfig().judge.model_dump(include=shared) == EvalConfig().judge.model_dump() == JudgeConfig().model_dump()
+    assert set(RLJudgeConfig.model_fields) - shared == {"enabled", "failure_drops_group_in_training",
+                                                        "failure_scores_zero_in_validation"}
+    assert JudgeConfig().concurrency == 300  # seed data.gpt_threads (its evaluation is the training command)

@@ -102,10 +102,11 @@ def test_bound_reply_without_usage():
 
 
 def _judge(server, **kw):
-    from mini_o3.judge.client import EvalJudgeConfig, Judge
+    from mini_o3.judge.client import Judge
+    from mini_o3.judge.config import JudgeConfig
 
     kw.setdefault("max_attempts", 2)
-    return Judge(EvalJudgeConfig(api="openai", base_url=server.base_url, model="judge", retry_sleep_s=0.0,
+    return Judge(JudgeConfig(api="openai", base_url=server.base_url, model="judge", retry_sleep_s=0.0,
                                  rate_limit_sleep_s=0.0, **kw))
 
 

@@ -25,7 +25,8 @@ import pytest
 
 from mini_o3.data.bench import BenchRecord
 from mini_o3.evaluate.config import EvalConfig
-from mini_o3.judge.client import EvalJudgeConfig, judge_setup_error
+from mini_o3.judge.client import judge_setup_error
+from mini_o3.judge.config import JudgeConfig
 from mini_o3.evaluate.report import NOT_COMPARABLE, protocol_summary, render_markdown
 from mini_o3.evaluate.runner import EvalError, build_judge, resolve_config, score_sample
 
@@ -121,17 +122,17 @@ def test_paper_without_credentials_is_one_clear_line(no_judge_env):
     message = str(info.value)
     assert "\n" not in message and "OPENAI_API_KEY" in message and "--protocol rule" in message
     assert "judge.base_url" in message and "not comparable" in message
-    azure = judge_setup_error(EvalJudgeConfig(api="azure"))
+    azure = judge_setup_error(JudgeConfig(api="azure"))
     assert azure and "END_POINT, API_VERSION, API_KEY" in azure
-    assert judge_setup_error(EvalJudgeConfig(base_url="http://127.0.0.1:1/v1")) is None  # keyless server
+    assert judge_setup_error(JudgeConfig(base_url="http://127.0.0.1:1/v1")) is None  # keyless server
 
 
 def test_config_hash_tracks_the_protocol_and_only_the_judge_that_scores():
     paper, rule = EvalConfig(), EvalConfig(protocol="rule")
     assert paper.config_hash("p") != rule.config_hash("p")
-    assert paper.config_hash("p") != EvalConfig(judge=EvalJudgeConfig(model="other")).config_hash("p")
-    assert paper.config_hash("p") == EvalConfig(judge=EvalJudgeConfig(concurrency=3)).config_hash("p")
-    other_judge = EvalConfig(protocol="rule", judge=EvalJudgeConfig(model="other"), judge_failure="exclude")
+    assert paper.config_hash("p") != EvalConfig(judge=JudgeConfig(model="other")).config_hash("p")
+    assert paper.config_hash("p") == EvalConfig(judge=JudgeConfig(concurrency=3)).config_hash("p")
+    other_judge = EvalConfig(protocol="rule", judge=JudgeConfig(model="other"), judge_failure="exclude")
     assert rule.config_hash("p") == other_judge.config_hash("p")  # rule calls no judge
 
 

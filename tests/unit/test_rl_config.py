@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mini_o3.rl import RLConfig
-from mini_o3.rl.config import JudgeConfig
+from mini_o3.rl.config import RLJudgeConfig
 from mini_o3.task import EVAL_LIMITS, TRAIN_LIMITS, RewardWeights
 
 #: The seed's RL run: README "Stage 2" overrides + fork yaml defaults (protocol §9, §10, §13,
@@ -81,10 +81,10 @@ SEED = {
 SEED_JUDGE = {
     "enabled": True,  # use_hybrid_reward_manager=True: every sample is judged
     "model": "gpt-4o-2024-11-20",
-    "base_url_env": "END_POINT",
+    "azure_endpoint_env": "END_POINT",
     "api_version_env": "API_VERSION",
-    "api_key_env": "API_KEY",
-    "max_retries": 5,
+    "azure_key_env": "API_KEY",
+    "max_attempts": 5,
     "timeout_s": 120.0,
     "max_tokens": 16384,
     "temperature_step": 0.2,
@@ -106,7 +106,7 @@ def test_judge_defaults_are_the_seed(field, value):
     assert getattr(RLConfig().judge, field) == value
 
 
-@pytest.mark.parametrize("model", [RLConfig, JudgeConfig])
+@pytest.mark.parametrize("model", [RLConfig, RLJudgeConfig])
 def test_every_field_is_documented(model):
     for name, field in model.model_fields.items():
         assert field.description and len(field.description) > 10, name
@@ -189,7 +189,7 @@ def test_overrides():
         ("save_freq=0", "save_freq and test_freq"),
         ("train_files=[]", "train_files must name"),
         ("adam_betas=[0.9, 1.0]", "adam_betas"),
-        ("judge.max_retries=0", "judge.max_retries"),
+        ("judge.max_attempts=0", "judge.max_attempts"),
         ("lr=-1", "lr"),
     ],
 )

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mini_o3.rl.config import JudgeConfig
+from mini_o3.rl.config import RLJudgeConfig
 from mini_o3.rl.local.collect import Group, NotEnoughValidGroups, collect_groups
 from mini_o3.rl.local.order import DataCursor, DataOrder
 from mini_o3.rl.rewards import Score, make_judge
@@ -63,11 +63,11 @@ def test_data_order_is_a_seeded_permutation_per_epoch():
 
 
 def test_judge_hook_errors_clearly(monkeypatch):
-    assert make_judge(JudgeConfig(enabled=False)) is None
+    assert make_judge(RLJudgeConfig(enabled=False)) is None
     for name in ("END_POINT", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ValueError, match="END_POINT"):
-        make_judge(JudgeConfig())
+        make_judge(RLJudgeConfig())
 
 
 def test_judge_scores_through_the_evaluator_client(monkeypatch, scripted_server):
@@ -75,8 +75,8 @@ def test_judge_scores_through_the_evaluator_client(monkeypatch, scripted_server)
     monkeypatch.delenv("END_POINT", raising=False)
     monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "test")
-    judge = make_judge(JudgeConfig(model="judge", retry_sleep_s=0.0, rate_limit_sleep_s=0.0))
+    judge = make_judge(RLJudgeConfig(model="judge", retry_sleep_s=0.0, rate_limit_sleep_s=0.0))
     assert judge("<image>\nWhat colour?", "Red.", "red") == 1.0
     assert judge("<image>\nWhat colour?", "Red.", "blue") == 0.0
-    failing = make_judge(JudgeConfig(model="judge_5xx", max_retries=2, retry_sleep_s=0.0, rate_limit_sleep_s=0.0))
+    failing = make_judge(RLJudgeConfig(model="judge_5xx", max_attempts=2, retry_sleep_s=0.0, rate_limit_sleep_s=0.0))
     assert failing("<image>\nWhat colour?", "Red.", "red") is None  # a failed call: the group is filtered

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from mini_o3.cli import app
 from mini_o3.data.synthetic import SynthConfig, generate
-from mini_o3.rl.config import JudgeConfig, RLConfig
+from mini_o3.rl.config import RLConfig, RLJudgeConfig
 
 
 def test_with_inputs_records_what_the_run_reads():
@@ -26,7 +26,7 @@ def test_with_inputs_records_what_the_run_reads():
 def test_unimplemented_judge_failure_switches_are_refused():
     for name in ("failure_drops_group_in_training", "failure_scores_zero_in_validation"):
         with pytest.raises(ValidationError, match=f"judge.{name}=false is not implemented"):
-            JudgeConfig(**{name: False})
+            RLJudgeConfig(**{name: False})
 
 
 def test_verl_rl_config_json_names_the_model_and_data_used(tmp_path):

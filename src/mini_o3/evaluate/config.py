@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mini_o3.task import DEFAULT_PROMPT_SET, RolloutLimits
 
-from mini_o3.judge.client import EvalJudgeConfig
+from mini_o3.judge.config import JudgeConfig
 
 #: Paper k per data-source family (Table 1 caption): Avg@32 VisualProbe / V*, Avg@8 HR-Bench,
 #: Avg@1 MME-RealWorld. Matched by prefix of ``BenchRecord.data_source``.
@@ -82,8 +82,8 @@ class EvalConfig(BaseModel):
     protocol: Protocol = Field(
         "paper", description="paper: the LLM judge scores every sample with an answer, as the paper's evaluation; "
                              "rule: rule scorers only (numbers not comparable to the paper's)")
-    judge: EvalJudgeConfig = Field(default_factory=EvalJudgeConfig,
-                                   description="the LLM judge of protocol=paper (judge.client); unused under rule")
+    judge: JudgeConfig = Field(default_factory=JudgeConfig,
+                         description="the LLM judge of protocol=paper (mini_o3.judge); unused under rule")
     judge_failure: Literal["score_zero", "exclude"] = Field(
         "score_zero", description="a judge call that fails after its retries scores 0 (upstream's validation; "
                                   "counted) or drops the sample from the metrics")

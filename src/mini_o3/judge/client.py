@@ -1,4 +1,5 @@
-"""The LLM-judge client of the evaluator and both RL engines (reference ``general_qa_tool.py`` call and retry policy).
+"""The LLM-judge client of the evaluator and both RL engines (reference ``general_qa_tool.py``
+call and retry policy; settings: ``JudgeConfig``).
 
 Prompts and the reply parser are ``mini_o3.task.judge``. Per call: temperature
 ``min(0.2 * attempt, 1.0)``, ``max_tokens=16384``, ``timeout=120``, 5 attempts; a rate-limit
@@ -22,74 +23,16 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from mini_o3.redact import redact_text
+from mini_o3.task.judge import judge_request, parse_judge_reply
 
-from mini_o3.redact import redact_text, redact_url
-from mini_o3.task.judge import REFERENCE_JUDGE_MODEL, judge_request, parse_judge_reply
-
-#: Version of the judge prompts (``mini_o3.task.judge``) in cache keys.
-JUDGE_PROMPT_VERSION = "mini-o3-v1"
+from .config import JudgeConfig
 
 
 class JudgeError(RuntimeError):
     """The judge cannot be configured (missing environment variables, bad cache file)."""
-
-
-class EvalJudgeConfig(BaseModel):
-    """Judge endpoint and the seed's call settings. ``api="auto"``: azure when ``END_POINT`` is set.
-
-    Environment: azure reads ``END_POINT``, ``API_VERSION``, ``API_KEY`` (as the seed); openai
-    reads ``OPENAI_BASE_URL`` (optional) and ``OPENAI_API_KEY``. ``base_url`` overrides the env.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    api: Literal["auto", "openai", "azure"] = "auto"
-    model: str = REFERENCE_JUDGE_MODEL
-    base_url: str | None = Field(None, description="explicit endpoint; None: from the environment")
-    azure_endpoint_env: str = "END_POINT"
-    api_version_env: str = "API_VERSION"
-    azure_key_env: str = "API_KEY"
-    openai_base_url_env: str = "OPENAI_BASE_URL"
-    openai_key_env: str = "OPENAI_API_KEY"
-    max_attempts: int = Field(5, ge=1, description="counted attempts (errors, unparsable replies)")
-    temperature_step: float = Field(0.2, ge=0)
-    max_tokens: int = Field(16384, gt=0)
-    timeout_s: float = Field(120.0, gt=0)
-    retry_sleep_s: float = Field(1.0, ge=0, description="sleep after a counted failure")
-    rate_limit_sleep_s: float = Field(3.0, ge=0, description="sleep after a rate-limit error (not counted)")
-    max_rate_limit_waits: int = Field(100, ge=0, description="rate-limit retries before the call fails")
-    retry_after_max_s: float = Field(300.0, ge=0, description="longest Retry-After honoured (seconds)")
-    concurrency: int = Field(32, ge=1, description="judge calls in flight")
-    cache_path: str | None = Field(None, description="sqlite cache file; None: no persistent cache")
-    prompt_version: str = JUDGE_PROMPT_VERSION
-
-    @classmethod
-    def from_rl(cls, rl: Any, **overrides: Any) -> EvalJudgeConfig:
-        """From ``mini_o3.rl.config.JudgeConfig`` (model, env names, retries, sleeps, timeout)."""
-        values: dict[str, Any] = {
-            "model": rl.model, "azure_endpoint_env": rl.base_url_env, "api_version_env": rl.api_version_env,
-            "azure_key_env": rl.api_key_env, "max_attempts": rl.max_retries, "timeout_s": rl.timeout_s,
-            "max_tokens": rl.max_tokens, "temperature_step": rl.temperature_step, "retry_sleep_s": rl.retry_sleep_s,
-            "rate_limit_sleep_s": rl.rate_limit_sleep_s, "concurrency": rl.concurrency,
-        }
-        values.update(overrides)
-        return cls(**values)
-
-    def flavour(self) -> Literal["openai", "azure"]:
-        if self.api != "auto":
-            return self.api
-        return "azure" if os.environ.get(self.azure_endpoint_env) and not self.base_url else "openai"
-
-    def endpoint(self) -> str:
-        """The judge URL without credentials (for messages)."""
-        if self.flavour() == "azure":
-            url = self.base_url or os.environ.get(self.azure_endpoint_env, f"${self.azure_endpoint_env}")
-        else:
-            url = self.base_url or os.environ.get(self.openai_base_url_env, "https://api.openai.com/v1")
-        return redact_url(url)
 
 
 @dataclass(frozen=True)
@@ -104,7 +47,7 @@ class JudgeResult:
     error: str | None = None
 
 
-def missing_credentials(config: EvalJudgeConfig) -> list[str]:
+def missing_credentials(config: JudgeConfig) -> list[str]:
     """The environment variables ``config`` needs but that are not set (``[]``: ready to call).
 
     azure: ``END_POINT`` (unless ``base_url``), ``API_VERSION``, ``API_KEY``; openai:
@@ -119,7 +62,7 @@ def missing_credentials(config: EvalJudgeConfig) -> list[str]:
     return [config.openai_key_env]
 
 
-def judge_setup_error(config: EvalJudgeConfig) -> str | None:
+def judge_setup_error(config: JudgeConfig) -> str | None:
     """One line saying why the paper protocol's judge cannot run here, or ``None`` when it can."""
     missing = missing_credentials(config)
     if not missing:
@@ -133,7 +76,7 @@ def judge_setup_error(config: EvalJudgeConfig) -> str | None:
             "whose numbers are not comparable to the paper's")
 
 
-def make_judge_client(config: EvalJudgeConfig) -> Any:
+def make_judge_client(config: JudgeConfig) -> Any:
     """The ``openai`` client of ``config`` (no built-in retries)."""
     import openai
 
@@ -185,8 +128,8 @@ class JudgeCache:
 class Judge:
     """``judge(question, ground_truth, prediction) -> JudgeResult``; thread-safe, bounded."""
 
-    def __init__(self, config: EvalJudgeConfig | None = None, client: Any = None) -> None:
-        config = config or EvalJudgeConfig()
+    def __init__(self, config: JudgeConfig | None = None, client: Any = None) -> None:
+        config = config or JudgeConfig()
         self.config = config
         self._client = client
         self.cache = JudgeCache(config.cache_path) if config.cache_path else None

@@ -26,9 +26,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..judge.config import JudgeConfig
 from ..overrides import apply_overrides
 from ..task import DEFAULT_PROMPT_SET, EVAL_LIMITS, TRAIN_LIMITS, RewardWeights, RolloutLimits
-from ..task.judge import REFERENCE_JUDGE_MODEL
 
 LossAggMode = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"]
 OverTurnModeName = Literal["code", "paper"]
@@ -45,26 +45,11 @@ SEED_VAL_FILES = (
 )
 
 
-class JudgeConfig(BaseModel):
-    """The LLM judge that scores free-form answers (reference ``general_qa_tool``, Azure OpenAI).
-
-    Credentials are never stored here: only the names of the environment variables holding them.
-    """
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+class RLJudgeConfig(JudgeConfig):
+    """The judge of the RL rewards: the shared judge settings (``mini_o3.judge.JudgeConfig``, the
+    reference ``general_qa_tool`` call) plus the RL engines' switch and failure rules."""
 
     enabled: bool = Field(True, description="score every sample with the judge (seed); False: rule-based scorer")
-    model: str = Field(REFERENCE_JUDGE_MODEL, description="judge deployment / model name")
-    base_url_env: str = Field("END_POINT", description="env var holding the endpoint (Azure azure_endpoint)")
-    api_version_env: str = Field("API_VERSION", description="env var holding the Azure API version")
-    api_key_env: str = Field("API_KEY", description="env var holding the API key")
-    max_retries: int = Field(5, ge=1, description="attempts before a sample counts as a judge failure")
-    timeout_s: float = Field(120.0, gt=0, description="per-request timeout in seconds")
-    max_tokens: int = Field(16384, gt=0, description="max_tokens of the judge reply")
-    temperature_step: float = Field(0.2, ge=0, description="attempt k uses temperature min(step*k, 1.0)")
-    retry_sleep_s: float = Field(1.0, ge=0, description="sleep after a failed attempt (counted)")
-    rate_limit_sleep_s: float = Field(3.0, ge=0, description="sleep after a rate-limit error (not counted)")
-    concurrency: int = Field(300, ge=1, description="judge calls in flight (seed data.gpt_threads)")
     failure_drops_group_in_training: bool = Field(
         True, description="a failed judge call drops its whole prompt group from the training batch (seed; "
                           "the only behaviour both engines implement: False is refused)"
@@ -75,7 +60,7 @@ class JudgeConfig(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _implemented(self) -> JudgeConfig:
+    def _implemented(self) -> RLJudgeConfig:
         for name in ("failure_drops_group_in_training", "failure_scores_zero_in_validation"):
             if not getattr(self, name):
                 raise ValueError(f"judge.{name}=false is not implemented by the RL engines (they follow the seed: "
@@ -160,7 +145,7 @@ class RLConfig(BaseModel):
     tool_call_penalty: float = Field(0.0, description="accuracy scaled by 1 - penalty when a tool was called")
     use_tool_reward_weight: float = Field(0.0, description="bonus when a tool was called")
     extract_answer_tags: Literal["strict", "split"] = Field("strict", description="answer extraction (strict: first block)")
-    judge: JudgeConfig = Field(default_factory=JudgeConfig, description="the LLM judge")
+    judge: RLJudgeConfig = Field(default_factory=RLJudgeConfig, description="the LLM judge")
     # -- schedule ---------------------------------------------------------------------------------
     total_epochs: int = Field(100, gt=0, description="passes over the training set")
     total_training_steps: int | None = Field(None, gt=0, description="stop after N RL steps (None: from epochs)")

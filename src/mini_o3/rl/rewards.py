@@ -17,7 +17,7 @@ from mini_o3.task import (
     has_tool_call,
 )
 
-from .config import JudgeConfig
+from .config import RLJudgeConfig
 
 #: The recipe's weights (score == accuracy).
 DEFAULT_WEIGHTS = RewardWeights()
@@ -70,23 +70,21 @@ def score_outputs(
     return Score(compose_reward(accuracy, fmt, used_tool, weights), accuracy, fmt, failed)
 
 
-def make_judge(config: JudgeConfig) -> Judge | None:
+def make_judge(config: RLJudgeConfig) -> Judge | None:
     """None when the judge is off (rule scorer); else the judge client (``mini_o3.judge``) configured like
     the seed (Azure from ``END_POINT``/``API_VERSION``/``API_KEY``, or ``OPENAI_BASE_URL``/``OPENAI_API_KEY``)."""
     if not config.enabled:
         return None
-    from mini_o3.judge.client import EvalJudgeConfig
     from mini_o3.judge.client import Judge as JudgeClient
 
-    eval_config = EvalJudgeConfig.from_rl(config)
-    if not (os.environ.get(config.base_url_env) or os.environ.get(eval_config.openai_base_url_env)
-            or os.environ.get(eval_config.openai_key_env)):
+    if not (config.base_url or os.environ.get(config.azure_endpoint_env) or os.environ.get(config.openai_base_url_env)
+            or os.environ.get(config.openai_key_env)):
         raise ValueError(
-            f"judge.enabled is true but neither ${config.base_url_env} (Azure endpoint) nor "
-            f"${eval_config.openai_base_url_env} / ${eval_config.openai_key_env} is set; "
+            f"judge.enabled is true but neither ${config.azure_endpoint_env} (Azure endpoint) nor "
+            f"${config.openai_base_url_env} / ${config.openai_key_env} is set; "
             "set judge.enabled=false to score with the rule scorer"
         )
-    client = JudgeClient(eval_config)
+    client = JudgeClient(config)
 
     def judge(question: str, ground_truth: str, prediction: str) -> float | None:
         result = client(question, ground_truth, prediction)

@@ -48,7 +48,7 @@ temperature, top_p, top_k      actor_rollout_ref.rollout.temperature / top_p / t
 val_temperature, val_do_sample actor_rollout_ref.rollout.val_kwargs.temperature / do_sample
 val_n                          actor_rollout_ref.rollout.val_kwargs.n
 reward weights, extract_...    reward.custom_reward_function.reward_kwargs.*
-judge                          reward_kwargs.judge (JudgeConfig JSON; secrets stay in the env)
+judge                          reward_kwargs.judge (RLJudgeConfig JSON; secrets stay in the env)
 total_epochs, total_training_  trainer.total_epochs, trainer.total_training_steps
 steps
 save_freq, test_freq           trainer.save_freq, trainer.test_freq
@@ -78,7 +78,7 @@ from typing import Any
 
 import yaml
 
-from ..config import JudgeConfig, RLConfig
+from ..config import RLConfig, RLJudgeConfig
 from .names import PARSER_NAMES, TRAIN_AGENT, VAL_AGENT
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -151,8 +151,8 @@ def write_files(config: RLConfig, folder: Path) -> dict[str, Path]:
     return paths
 
 
-def judge_kwarg(config: JudgeConfig) -> str | None:
-    """The reward function's ``judge`` kwarg: the JudgeConfig as JSON (None when the judge is off)."""
+def judge_kwarg(config: RLJudgeConfig) -> str | None:
+    """The reward function's ``judge`` kwarg: the RLJudgeConfig as JSON (None when the judge is off)."""
     return json.dumps(config.model_dump(), separators=(",", ":"), sort_keys=True) if config.enabled else None
 
 

@@ -7,7 +7,7 @@ function the reference engine calls: answer extraction, the judge or the record'
 format reward, ``compose_reward``. ``extra_info.record`` is the row's ``BenchRecord``.
 
 Settings arrive as ``reward_kwargs`` (written by the config builder): the reward weights,
-``extract_answer_tags`` and ``judge`` (``JudgeConfig`` as JSON; credentials stay in the env).
+``extract_answer_tags`` and ``judge`` (``RLJudgeConfig`` as JSON; credentials stay in the env).
 The returned dict is ``score`` plus ``acc``, ``format``, ``judge_failed``, ``exceed``, ``void``,
 ``turns`` (verl logs them and the Mini-o3 sampler filters on them).
 """
@@ -18,7 +18,7 @@ import functools
 from typing import Any
 
 from mini_o3.data.bench import BenchRecord
-from mini_o3.rl.config import JudgeConfig
+from mini_o3.rl.config import RLJudgeConfig
 from mini_o3.rl.rewards import Judge, make_judge, score_outputs
 from mini_o3.task import RewardWeights
 
@@ -26,7 +26,7 @@ from mini_o3.task import RewardWeights
 @functools.lru_cache(maxsize=4)
 def _judge(config_json: str) -> Judge | None:
     """One judge client per process and configuration (built lazily, on the first score)."""
-    return make_judge(JudgeConfig.model_validate_json(config_json))
+    return make_judge(RLJudgeConfig.model_validate_json(config_json))
 
 
 def compute_score(
@@ -43,7 +43,7 @@ def compute_score(
     judge: str | None = None,
     **_: Any,
 ) -> dict[str, Any]:
-    """Mini-o3 trajectory reward; ``judge`` is a ``JudgeConfig`` JSON string (None: rule scorer)."""
+    """Mini-o3 trajectory reward; ``judge`` is an ``RLJudgeConfig`` JSON string (None: rule scorer)."""
     info = dict(extra_info or {})
     outputs = info.get("turn_outputs")
     record_fields = info.get("record")
