@@ -8,7 +8,7 @@ sampling parameters, so server-side defaults (vLLM's ``generation_config`` trap)
 Token-stream equivalence: the Qwen2.5-VL chat template renders these messages to exactly
 ``Trajectory.token_stream()`` at every turn (the assistant turn is closed by the template's
 ``<|im_end|>``, which in the raw stream opens the injected user segment); tested in
-``tests/unit/test_eval_openai_template.py``. vLLM must use the ``openai`` content format
+``tests/unit/test_rollout_openai_template.py``. vLLM must use the ``openai`` content format
 (the Qwen template's auto-detected one), otherwise text parts would be joined with newlines.
 
 Stop strings: the OpenAI API strips the stop string from the output. vLLM keeps it when asked
