@@ -8,13 +8,13 @@ import json
 from pathlib import Path
 
 import pytest
+from fixtures.golden import unrle
+from fixtures.verl_loop import IdServer, ScriptedServer, make_loop
+from fixtures.verl_loop import run as run_loop
 from omegaconf import OmegaConf
 from PIL import Image
 from transformers import AutoProcessor
 from verl.utils.dataset.rl_dataset import RLHFDataset
-
-from fixtures.verl_loop import IdServer, ScriptedServer, make_loop
-from fixtures.verl_loop import run as run_loop
 
 from mini_o3.rl.verl import run_rl_verl
 from mini_o3.task import answer_turn, resize_observation, tool_turn
@@ -74,10 +74,6 @@ def test_golden_trajectories_replay(processor, name):
 
 
 UPSTREAM = json.loads((Path(__file__).parents[1] / "data" / "golden_rl" / "upstream_masks.json").read_text())
-
-
-def unrle(runs):
-    return [value for value, count in runs for _ in range(count)]
 
 
 @pytest.mark.parametrize("name", sorted(UPSTREAM["cases"]))

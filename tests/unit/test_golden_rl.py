@@ -1,24 +1,15 @@
 """Golden RL fixtures: the scripted episodes still give the stored segments, masks, rewards,
 advantages and group flags (tests/data/golden_rl/README.md)."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import pytest
+from fixtures.golden import load_generator, unrle
 
 GOLDEN = Path(__file__).parents[1] / "data" / "golden_rl"
-
-
-def _load_generator():
-    spec = importlib.util.spec_from_file_location("make_golden_rl", GOLDEN / "make_golden.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_golden = _load_generator()
+make_golden = load_generator(GOLDEN)
 BUILT = make_golden.build()
 STORED = {name: json.loads((GOLDEN / name).read_text(encoding="utf-8")) for name in make_golden.FILES}
 TRAJECTORIES = STORED["trajectories.json"]["trajectories"]
@@ -82,10 +73,6 @@ def test_a_length_cut_right_answer_is_rewarded_but_its_turn_not_trained():
 UPSTREAM = json.loads((GOLDEN / "upstream_masks.json").read_text(encoding="utf-8"))
 SAME_SCENARIO = {name for name in TRAJECTORIES if name in UPSTREAM["cases"]}
 SETTING = {"recipe": "ignore_exceed=True", "keep_exceed": "ignore_exceed=False", "ignore_void": "ignore_exceed=True,ignore_void=True"}
-
-
-def unrle(runs):
-    return [value for value, count in runs for _ in range(count)]
 
 
 def _upstream_turn_flags(case, setting):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixtures.golden import unrle
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -182,10 +183,6 @@ def test_seed_defaults_drop_exceed_and_keep_void():
 # Upstream's get_final_eos_mask, run on these ids (tests/data/golden_rl/upstream_masks.json).
 UPSTREAM = json.loads((Path(__file__).parents[1] / "data" / "golden_rl" / "upstream_masks.json").read_text(encoding="utf-8"))
 IM_END_ID = UPSTREAM["eos_id"]
-
-
-def unrle(runs):
-    return [value for value, count in runs for _ in range(count)]
 
 
 @pytest.mark.parametrize("row", UPSTREAM["get_final_eos_mask"], ids=lambda r: str(r["ids"]))

@@ -4,10 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
+from fixtures.golden import unrle
 from PIL import Image
 
-from mini_o3.rollout.hf_backend import TokenizerCounter
 from mini_o3.rl.local.batch import build_sample
+from mini_o3.rollout.hf_backend import TokenizerCounter
 from mini_o3.task import (
     TRAIN_LIMITS,
     EpisodeSample,
@@ -116,10 +117,6 @@ def test_text_only_model_segments_are_tokenised(processor):
 
 # -- upstream's masks (tests/data/golden_rl/upstream_masks.json) ------------------------------------
 UPSTREAM = json.loads((Path(__file__).parents[1] / "data" / "golden_rl" / "upstream_masks.json").read_text(encoding="utf-8"))
-
-
-def unrle(runs):
-    return [value for value, count in runs for _ in range(count)]
 
 
 def replay(processor, case):

@@ -1,23 +1,14 @@
 """The synchronous turn loop (``run_episode``) still makes of each scripted policy exactly what
 the recorded golden says: requests, trajectory, segments, images (tests/data/golden_turn_loop)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from fixtures.golden import load_generator
 
 GOLDEN = Path(__file__).parents[1] / "data" / "golden_turn_loop"
-
-
-def _load_generator():
-    spec = importlib.util.spec_from_file_location("make_golden_turn_loop", GOLDEN / "make_golden.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_golden = _load_generator()
+make_golden = load_generator(GOLDEN)
 BUILT = make_golden.build_episode()
 STORED = json.loads((GOLDEN / "episode.json").read_text(encoding="utf-8"))
 
