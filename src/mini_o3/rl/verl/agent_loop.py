@@ -40,7 +40,7 @@ from verl.utils.tokenizer import build_multimodal_processor_inputs
 
 from mini_o3.task import DEFAULT_PROMPT_SET, GroundingError, RolloutLimits, get_prompt_set, resize_initial
 from mini_o3.task.grpo import final_eos_mask
-from mini_o3.task.turn_loop import EpisodeState, Observation
+from mini_o3.task.turn_loop import EpisodeState, Observation, cut_at_tool_stop
 from mini_o3.task.prompts import IM_END, TOOL_STOP
 
 from . import parser as _parser  # noqa: F401  (registers the minio3_grounding parsers in this process)
@@ -194,9 +194,8 @@ class MiniO3AgentLoop(AgentLoopBase):
         if logprobs is not None:
             logprobs = [p for p, k in zip(logprobs, keep) if k] if len(logprobs) == len(keep) else None
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        cut = text.find(TOOL_STOP)
-        if cut >= 0 and cut + len(TOOL_STOP) < len(text):
-            text = text[: cut + len(TOOL_STOP)]
+        text, cut = cut_at_tool_stop(text)
+        if cut:
             ids, logprobs = self.encode(text), None
         stopped = (ids and ids[-1] in self.eos_ids) or text.endswith(TOOL_STOP)
         finish = "length" if len(ids) >= budget and not stopped else "stop"
