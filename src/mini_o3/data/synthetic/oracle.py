@@ -196,7 +196,6 @@ class OraclePolicy:
         else:
             steps.append(_Zoom(final, False, pick(_LOOK, where=_where(final, w, h))))
         self.steps = steps
-        self.final_region = final
         self.answer_think = self._answer_think(pick)
 
     @staticmethod
@@ -233,10 +232,6 @@ class OraclePolicy:
         if meta.answer_type == "mc":
             think += f" That is option ({meta.solution})."
         return think
-
-    @property
-    def num_tool_turns(self) -> int:
-        return len(self.steps)
 
     def __call__(self, request: PolicyRequest) -> str:
         traj, turn = request.trajectory, request.turn
