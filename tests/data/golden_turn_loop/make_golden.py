@@ -29,6 +29,7 @@ from typing import Any, Optional, Union
 from PIL import Image
 
 from mini_o3.task import TRAIN_LIMITS, ApproxTokenCounter, EpisodeSample, PolicyOutput, RolloutLimits, run_episode
+from mini_o3.task.turn_text import answer_turn, tool_turn
 
 HERE = Path(__file__).parent
 PROBLEM = "<image>\nWhat is written on the sign?"
@@ -43,11 +44,11 @@ def image() -> Image.Image:
 
 
 def call(bbox: list[Any], source: str = "original_image") -> str:
-    return f'<think>Zoom in.</think>\n<grounding>{{"bbox_2d": {bbox}, "source": "{source}"}}</grounding>'
+    return tool_turn("Zoom in.", bbox, source)
 
 
 def answer(text: str) -> str:
-    return f"<think>I can read it.</think>\n<answer>{text}</answer>"
+    return answer_turn("I can read it.", text)
 
 
 MALFORMED = '<grounding>{"bbox_2d":[0.1,0.1,0.2,0.2],"source":"original_image"}</grounding>'
