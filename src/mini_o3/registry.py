@@ -88,8 +88,8 @@ def artifact_digest(uri: str) -> str:
 
 def _client(tracking_uri: str | None) -> Any:
     if not tracking_uri:
-        raise RegistryError("the MLflow Model Registry needs a tracking URI (mlflow_tracking_uri / "
-                            "--tracking-uri / MLFLOW_TRACKING_URI), and none is set")
+        raise RegistryError("the MLflow Model Registry needs a tracking URI (--tracking-uri / "
+                            "MLFLOW_TRACKING_URI, in a pipeline from the platform ConfigMap), and none is set")
     return tracking.client(tracking_uri)
 
 

@@ -8,7 +8,8 @@ so several stages can run in one process. Tracking is off when the URI resolves 
 Local default store: ``file://<run_dir>/mlruns``. mlflow-skinny 3.17 has no database backend
 without SQLAlchemy (not in skinny) and its file store refuses to start unless
 ``MLFLOW_ALLOW_FILE_STORE=true``; for ``file://`` URIs we set that opt-in (if unset). Point
-``MLFLOW_TRACKING_URI`` (or the pipeline's ``mlflow_tracking_uri``) at an MLflow server in a cluster.
+``MLFLOW_TRACKING_URI`` at an MLflow server in a cluster (the pipelines' tasks get it from the chart's
+platform ConfigMap).
 """
 
 from __future__ import annotations

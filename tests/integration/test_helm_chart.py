@@ -139,18 +139,36 @@ def test_schedule_job_uploads_then_schedules_with_the_charts_secrets(helm, chart
         "benchmarks": "vstar,hrbench_4k",
         "k": "8",
         "storage_root": "s3://mini-o3/runs",
-        "s3_endpoint": "http://seaweedfs.kubeflow.svc.cluster.local:9000",
+        "platform_config_map": "mini-o3-platform",
         "s3_secret_name": "mini-o3-s3",
         "judge_secret_name": "mini-o3-judge",
         "judge_enabled": "true",
         "hf_token_secret_name": "mini-o3-hf-token",
-        "mlflow_tracking_uri": "http://rel-mini-o3-mlflow.ml.svc.cluster.local:5000",  # the chart's server wins
         "gpus": "2",
         "backend": "vllm",
         "gpu_node_selector": '{"nvidia.com/gpu.product":"NVIDIA-H100-80GB-HBM3"}',
     }
     (service,) = by_kind(manifests, "Service")
     assert service["metadata"]["name"] == "rel-mini-o3-mlflow" and service["spec"]["ports"][0]["port"] == 5000
+
+
+def test_platform_configmap_carries_the_endpoint_and_tracking_uri_the_tasks_read(helm, chart):
+    """The pipelines mount it on every task (``p0_platform_config_map``): its keys are the platform
+    env the code reads (``bodies.PLATFORM_ENV``); the chart's MLflow server wins over trackingUri."""
+    from mini_o3.kfp.bodies import PLATFORM_ENV
+    from mini_o3.kfp.pipelines import PLATFORM_CONFIG_MAP
+
+    def platform(manifests):
+        (config,) = [c for c in by_kind(manifests, "ConfigMap") if c["metadata"]["name"] == PLATFORM_CONFIG_MAP]
+        return config["data"]
+
+    with_mlflow = platform(render(helm, chart, CHART / "ci" / "mlflow-values.yaml", sets=("trackingUri=http://x:5000",)))
+    assert with_mlflow == {"MINI_O3_S3_ENDPOINT": "http://seaweedfs.kubeflow.svc.cluster.local:9000",
+                           "MLFLOW_TRACKING_URI": "http://rel-mini-o3-mlflow.ml.svc.cluster.local:5000"}
+    assert set(with_mlflow) == set(PLATFORM_ENV)
+    assert platform(render(helm, chart)) == {"MINI_O3_S3_ENDPOINT": "http://seaweedfs.kubeflow.svc.cluster.local:9000"}
+    assert platform(render(helm, chart, sets=("trackingUri=http://mlflow.team:5000",)))["MLFLOW_TRACKING_URI"] == (
+        "http://mlflow.team:5000")
 
 
 def test_inline_values_create_secrets_with_the_keys_the_pipelines_read(helm, chart):
@@ -239,14 +257,13 @@ def test_shared_work_volume_for_multi_pod_rayjobs(helm, chart):
 
 def test_kfp_launcher_configmap_points_at_our_object_store(helm, chart):
     manifests = render(helm, chart, CHART / "ci" / "inline-secrets-values.yaml")
-    (config,) = by_kind(manifests, "ConfigMap")
-    assert config["metadata"]["name"] == "kfp-launcher"
+    (config,) = [c for c in by_kind(manifests, "ConfigMap") if c["metadata"]["name"] == "kfp-launcher"]
     assert config["data"]["defaultPipelineRoot"] == "s3://mini-o3/kfp"
     default = yaml.safe_load(config["data"]["providers"])["s3"]["default"]
     assert default["endpoint"] == "minio.storage.svc.cluster.local:9000" and default["disableSSL"] is True
     assert default["credentials"]["secretRef"] == {
         "secretName": "mini-o3-s3", "accessKeyKey": "AWS_ACCESS_KEY_ID", "secretKeyKey": "AWS_SECRET_ACCESS_KEY"}
-    assert not by_kind(render(helm, chart), "ConfigMap")
+    assert [c["metadata"]["name"] for c in by_kind(render(helm, chart), "ConfigMap")] == ["mini-o3-platform"]
 
 
 @pytest.mark.parametrize(

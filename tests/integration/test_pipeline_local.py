@@ -46,17 +46,18 @@ def runs(tmp_path_factory):
         second = run_embedded(config, {**given, "p4_eval_compare": True})  # + base and SFT evaluations
         with pytest.raises(RuntimeError, match="rl"):
             run_embedded(config, {**given, "p3_rl_overrides": [*TINY_RL, "rollout_n=0"]})
-        evaluate = {"storage_root": str(out / "eval-artifacts"), "mlflow_tracking_uri": (out / "mlruns").as_uri(),
+        platform = {"MLFLOW_TRACKING_URI": (out / "mlruns").as_uri()}  # what the chart's ConfigMap gives a cluster
+        evaluate = {"storage_root": str(out / "eval-artifacts"),
                     "model_uri": second.stages["rl"].model_uri, "benchmarks": "synthetic", "k": 2,
                     "synthetic": ["n_train=2", "n_test=2", "config.width_range=[512,640]",
                                   "config.height_range=[512,640]"],
                     "backend": "local", "eval_overrides": TINY_EVAL}
-        run_local(build_evaluate(), evaluate, out, Console(stderr=True))
+        run_local(build_evaluate(), evaluate, out, Console(stderr=True), platform=platform)
         half = out / "half-model"
         half.mkdir()
         (half / "config.json").write_text("{}")
         with pytest.raises(RuntimeError, match="resolve-model"):
-            run_local(build_evaluate(), {**evaluate, "model_uri": str(half)}, out, Console(stderr=True))
+            run_local(build_evaluate(), {**evaluate, "model_uri": str(half)}, out, Console(stderr=True), platform=platform)
     finally:
         os.environ.clear()
         os.environ.update(saved)

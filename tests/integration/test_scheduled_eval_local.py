@@ -45,10 +45,10 @@ def scheduled(tmp_path_factory):
 
     def evaluate(label: str, **params) -> None:
         before = _runs_under(eval_root)
-        values = {"storage_root": str(eval_root), "mlflow_tracking_uri": mlflow_uri, "model_uri": "models:/mini-o3@candidate",
+        values = {"storage_root": str(eval_root), "model_uri": "models:/mini-o3@candidate",
                   "bench_uri": bench, "k": 1, "backend": "local", "eval_overrides": TINY_EVAL, "judge_enabled": False,
                   **params}
-        run_local(build_evaluate(), values, out, console)
+        run_local(build_evaluate(), values, out, console, platform={"MLFLOW_TRACKING_URI": mlflow_uri})
         (new,) = _runs_under(eval_root) - before
         runs[label] = eval_root / new
 

@@ -32,6 +32,7 @@ def test_rl_runs_as_a_ray_job_and_returns_its_sealed_model(ray_head, tiny_dir, t
     storage.mark_complete(model)
     tracking_uri = (tmp_path / "mlruns").as_uri()
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)  # the launcher pod's platform ConfigMap
     parent = start_pipeline_run(experiment="ray-test", kfp_run_id="run-ray-1", pipeline="mini-o3-train", params={},
                                 tracking_uri=tracking_uri)
     env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1",
@@ -39,7 +40,7 @@ def test_rl_runs_as_a_ray_job_and_returns_its_sealed_model(ray_head, tiny_dir, t
     launch = LaunchSettings(mode="ray", ray_address=ray_head.address, workers=1, gpus_per_worker=0, env=env)
     request = bodies.rl_request(engine="local", model_uri=str(model), train_uri=data, val_uri="", run_root=str(run_root),
                                 overrides=[*TINY_RL, "test_freq=-1"], launch=launch, parent_run_id=parent,
-                                tracking_uri=tracking_uri, gpus=0)
+                                gpus=0)
     result = bodies.run_request(request)
     assert result.model_uri == str(run_root / "rl" / "model") and storage.is_complete(result.model_uri)
     assert storage.is_complete(str(run_root / "rl" / "run")) and result.metrics["global_step"] == 1.0
@@ -79,7 +80,7 @@ def test_sigterm_to_the_rl_component_stops_its_ray_job(ray_head, tiny_dir, tmp_p
     call = ("from mini_o3.kfp import bodies; from mini_o3.launch import LaunchSettings; "
             f"bodies.run_request(bodies.rl_request(engine='local', model_uri={str(model)!r}, train_uri={data!r}, "
             f"val_uri='', run_root={str(run_root)!r}, overrides={[*TINY_RL, 'total_training_steps=500']!r}, "
-            f"launch=LaunchSettings(**json.loads({json.dumps(launch)!r})), parent_run_id='', tracking_uri='', gpus=0))")
+            f"launch=LaunchSettings(**json.loads({json.dumps(launch)!r})), parent_run_id='', gpus=0))")
     log = tmp_path / "component.log"
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-c", f"import json; {call}"], stdout=out, stderr=subprocess.STDOUT)

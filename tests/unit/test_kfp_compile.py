@@ -90,6 +90,26 @@ def test_secrets_are_referenced_by_parameter_name_only(specs, name):
         assert {k["envVar"] for k in s3[0]["keyToEnv"]} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 
 
+@pytest.mark.parametrize("name", ["train", "evaluate"])
+def test_platform_settings_come_from_the_configmap_not_from_parameters(specs, name):
+    """The S3 endpoint and tracking URI are the platform's (the chart's ConfigMap on every task,
+    optional), not per-run parameters or component inputs."""
+    from mini_o3.kfp.bodies import PLATFORM_ENV
+
+    spec, executors = specs[name]
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert not {p for p in params if p.removeprefix("p0_") in ("s3_endpoint", "mlflow_tracking_uri")}
+    for executor, config in executors.items():
+        (entry,) = config["configMapAsEnv"]
+        param = entry["configMapNameParameter"]["componentInputParameter"].removeprefix("pipelinechannel--")
+        assert param.removeprefix("p0_") == "platform_config_map" and param in params, executor
+        assert entry["optional"] and [(k["configMapKey"], k["envVar"]) for k in entry["keyToEnv"]] == [
+            (key, key) for key in PLATFORM_ENV]
+    for component in spec["components"].values():
+        inputs = component.get("inputDefinitions", {}).get("parameters", {})
+        assert not {"s3_endpoint", "mlflow_tracking_uri"} & set(inputs)
+
+
 def test_gpu_pods_get_accelerators_node_selector_tolerations_and_shm(specs):
     spec, executors = specs["train"]
     containers = {name: e["container"] for name, e in spec["deploymentSpec"]["executors"].items()}
@@ -129,7 +149,7 @@ def test_images_caching_and_parameter_docs(specs, name):
     assert all(p.get("description") for p in params.values()), [n for n, p in params.items() if not p.get("description")]
     if name == "evaluate":
         assert {"model_uri", "benchmarks", "k", "storage_root", "judge_secret_name", "s3_secret_name",
-                "mlflow_tracking_uri"} <= set(params)
+                "platform_config_map"} <= set(params)
     else:
         assert sorted(params) == sorted(params, key=lambda n: (n[:2], n))  # phase prefixes sort in order
         assert {"p1_data_coldstart_uri", "p2_sft_model_uri", "p3_rl_model_uri", "p1_data_eval_uri"} <= set(params)

@@ -109,7 +109,7 @@ def test_evaluate_asks_for_rule_scoring_explicitly_without_the_judge(monkeypatch
     monkeypatch.setattr(mini_o3.stages, "eval_stage", lambda request, **kw: calls.append(request))
     bodies.run_request(bodies.eval_request(model_uri="s3://b/m", bench_uri="s3://b/e", run_root=str(tmp_path), k=0,
                                            backend="local", overrides=["max_turns=2"], judge_enabled=enabled,
-                                           judge_secret_name="mini-o3-judge", parent_run_id="", tracking_uri=""))
+                                           judge_secret_name="mini-o3-judge", parent_run_id=""))
     (call,) = calls
     assert call.judge is judged
     assert call.overrides == (["max_turns=2"] if judged else [*bodies.rule_protocol_overrides(), "max_turns=2"])

@@ -26,8 +26,10 @@ class Metrics:
 
 
 @pytest.fixture(autouse=True)
-def _restore_env(monkeypatch):
-    monkeypatch.setenv("MINI_O3_S3_ENDPOINT", "")  # the component writes it (setup_env); restored after
+def _platform(monkeypatch):
+    """The launcher pod's platform settings (the chart's ConfigMap, as env)."""
+    monkeypatch.setenv("MINI_O3_S3_ENDPOINT", "http://seaweedfs.kubeflow:9000")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
 
 
 def inputs(stage, tmp_path, **extra):
@@ -36,8 +38,7 @@ def inputs(stage, tmp_path, **extra):
                 gpus_per_worker="8", node_selector={"pool": "h100"},
                 tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
                 launch_overrides=[], s3_secret_name="mini-o3-s3", hf_token_secret_name="mini-o3-hf-token",
-                accelerator="nvidia.com/gpu", parent_run_id="", mlflow_tracking_uri="http://mlflow:5000",
-                s3_endpoint="http://seaweedfs.kubeflow:9000", work_volume_claim="mini-o3-work",
+                accelerator="nvidia.com/gpu", parent_run_id="", work_volume_claim="mini-o3-work",
                 ray_service_account="", image_registry="", image_tag="", metrics=Metrics())
     if stage == "sft":
         base.update(data_uri="s3://b/d", base_model="hf://m/m")

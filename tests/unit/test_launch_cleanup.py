@@ -122,10 +122,11 @@ def test_outside_a_cluster_nothing_is_looked_up(monkeypatch):
 
 @pytest.mark.parametrize(("state", "settle"), [("SUCCEEDED", False), ("FAILED", True), ("CANCELED", True)])
 def test_finish_run_cleans_up_before_closing_mlflow(monkeypatch, state, settle):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "none")  # the platform ConfigMap: tracking off
     calls = []
     monkeypatch.setattr(cleanup, "cleanup_run_in_cluster", lambda run_id, succeeded: calls.append((run_id, succeeded)))
     status = bodies.finish_run(storage_root="", kfp_run_id=RUN, pipeline="mini-o3-train", experiment="e",
-                              tracking_uri="none", s3_endpoint="", state=state)
+                               state=state)
     assert calls == [(RUN, not settle)] and status == ("FINISHED" if state == "SUCCEEDED" else "FAILED")
 
 
@@ -169,10 +170,10 @@ def _plans(overrides: list[str] = ()):
         launch = bodies.stage_launch(stage, run_root=root, mode="rayjob", ray_address="", workers=2, gpus_per_worker=8,
                                      node_selector={}, tolerations=[], overrides=list(overrides),
                                      s3_secret_name="mini-o3-s3", judge_secret_name="mini-o3-judge",
-                                     hf_token_secret_name="mini-o3-hf-token", s3_endpoint="http://s3:9000",
-                                     tracking_uri="", work_volume_claim="work", service_account="mini-o3",
+                                     hf_token_secret_name="mini-o3-hf-token", work_volume_claim="work",
+                                     service_account="mini-o3",
                                      image="registry.local/mini-o3-rl:1", engine="verl")
-        common = dict(run_root=root, overrides=[], launch=launch, parent_run_id="", tracking_uri="")
+        common = dict(run_root=root, overrides=[], launch=launch, parent_run_id="")
         request = (bodies.sft_request(data_uri="s3://b/d", model="hf://Qwen/Qwen2.5-VL-7B-Instruct", **common)
                    if stage == "sft" else
                    bodies.rl_request(engine="verl", model_uri="s3://b/m", train_uri="s3://b/t", val_uri="", gpus=8,

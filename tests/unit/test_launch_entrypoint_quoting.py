@@ -34,7 +34,7 @@ def plan(tmp_path):
     launch = bodies.stage_launch("rl", run_root="s3://b/runs/r-1", mode="rayjob", ray_address="", workers=0,
                                  gpus_per_worker=0, node_selector={}, tolerations=[], overrides=[],
                                  s3_secret_name="mini-o3-s3", judge_secret_name="", hf_token_secret_name="mini-o3-hf-token",
-                                 s3_endpoint="", tracking_uri="", work_volume_claim="")
+                                 work_volume_claim="")
     request = RLRequest(engine="local", model_uri="s3://b/m;touch PWNED", train_uris=["s3://b/t"],
                         out_uri="s3://b/runs/r-1/rl", overrides=HOSTILE, launch=launch,
                         tracking=Tracking("run$(id)", "http://mlflow`id`:5000"))

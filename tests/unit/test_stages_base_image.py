@@ -26,16 +26,18 @@ SCRIPT = textwrap.dedent('''
     from mini_o3.kfp import bodies
 
     synth = ["n_train=2", "n_test=2", "config.width_range=[512,640]", "config.height_range=[512,640]"]
-    tracking = (out / "mlruns").as_uri()
+    import os
+
+    os.environ["MLFLOW_TRACKING_URI"] = (out / "mlruns").as_uri()  # the platform ConfigMap's, as env
     parent, root = bodies.init_run(storage_root=str(out / "artifacts"), kfp_run_id="run-base-1", pipeline="mini-o3-train",
-                                  experiment="base", tracking_uri=tracking, s3_endpoint="", params={"k": "1"})
+                                   experiment="base", params={"k": "1"})
     cold = bodies.prepare_coldstart(source="synthetic", run_root=root, overrides=["workers=1"], synthetic=synth,
-                                   parent_run_id=parent, tracking_uri=tracking, s3_endpoint="")
+                                    parent_run_id=parent)
     bench = bodies.prepare_bench(benchmarks="synthetic", name="eval_data", run_root=root, overrides=[], synthetic=synth,
-                                parent_run_id=parent, tracking_uri=tracking, s3_endpoint="")
+                                 parent_run_id=parent)
     assert bodies.use_artifact(uri=bench, kind="benchmark data") == bench
     status = bodies.finish_run(storage_root=str(out / "artifacts"), kfp_run_id="run-base-1", pipeline="mini-o3-train",
-                              experiment="base", tracking_uri=tracking, s3_endpoint="", state="SUCCEEDED")
+                               experiment="base", state="SUCCEEDED")
     print(json.dumps({"cold": cold, "bench": bench, "status": status, "parent": parent}))
 ''')
 

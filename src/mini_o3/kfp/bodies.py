@@ -21,39 +21,40 @@ from mini_o3.launch.settings import DNS_1123_SUBDOMAIN
 from mini_o3.stages import StageError, StageResult, Tracking
 from mini_o3.stages.common import basename, is_hub_model
 
-#: Environment a stage needs in remote Ray pods (plain values; secrets travel as secretKeyRefs).
-S3_ENDPOINT_ENV = "MINI_O3_S3_ENDPOINT"
+#: Platform settings: the same on every run of a cluster, so no pipeline parameters. The Helm chart
+#: writes them into the ConfigMap every task mounts as env (``pipelines.PLATFORM_CONFIG_MAP``);
+#: kfp.local tasks inherit them from the embedded run's process. Remote stages get the launcher's.
+PLATFORM_ENV = ("MINI_O3_S3_ENDPOINT", "MLFLOW_TRACKING_URI")
 HF_TOKEN_KEY = "HF_TOKEN"
 
 
-def setup_env(s3_endpoint: str = "") -> None:
-    """The pod's storage endpoint (a pipeline parameter) as the env variable storage reads."""
-    if s3_endpoint:
-        os.environ[S3_ENDPOINT_ENV] = s3_endpoint
+def platform_env() -> dict[str, str]:
+    """The platform settings this pod has (``PLATFORM_ENV``), for the Ray pods of a remote stage."""
+    return {key: os.environ[key] for key in PLATFORM_ENV if os.environ.get(key)}
 
 
-def _tracking_uri(tracking_uri: str, run_root: str = "") -> str | None:
+def _tracking_uri(run_root: str = "") -> str | None:
+    """The pod's ``MLFLOW_TRACKING_URI``, else a file store under a local run root, else None (off)."""
     from mini_o3.tracking import resolve_tracking_uri
 
     local_root = None if not run_root or storage.is_remote(run_root) else storage.local_path(run_root)
-    return resolve_tracking_uri(tracking_uri or None, local_root)
+    return resolve_tracking_uri(None, local_root)
 
 
 # -- run bracket ---------------------------------------------------------------------------
 
 
-def init_run(*, storage_root: str, kfp_run_id: str, pipeline: str, experiment: str, tracking_uri: str,
-             s3_endpoint: str, params: dict[str, Any]) -> tuple[str, str]:
+def init_run(*, storage_root: str, kfp_run_id: str, pipeline: str, experiment: str,
+             params: dict[str, Any]) -> tuple[str, str]:
     """(MLflow parent run id or "", run root URI ``<storage_root>/<kfp run id>``)."""
     from mini_o3.tracking import redact, start_pipeline_run
 
-    setup_env(s3_endpoint)
     if not storage_root:
         raise StageError("storage_root is empty: give an s3:// URI (cluster) or a local folder (embedded runs)")
     run_root = storage.join(storage_root, kfp_run_id)
     parent = start_pipeline_run(experiment=experiment, kfp_run_id=kfp_run_id, pipeline=pipeline,
                                 params=redact({**params, "run_root": run_root}),
-                                tracking_uri=_tracking_uri(tracking_uri, run_root))
+                                tracking_uri=_tracking_uri(run_root))
     print(f"[mini-o3] run root {run_root}; MLflow parent run {parent or '(tracking off)'}", flush=True)
     return parent or "", run_root
 
@@ -111,8 +112,8 @@ def preflight(*, launches: Sequence[dict[str, Any]] = (), work_volume_claim: str
             raise StageError(f"{launch.get('stage', 'a stage')}: {problem}")
 
 
-def finish_run(*, storage_root: str, kfp_run_id: str, pipeline: str, experiment: str, tracking_uri: str,
-               s3_endpoint: str, state: str, error: str = "") -> str:
+def finish_run(*, storage_root: str, kfp_run_id: str, pipeline: str, experiment: str, state: str,
+               error: str = "") -> str:
     """Exit handler: delete the run's live RayJobs (``launch.cleanup``: a cancelled run's launchers
     may not have), then close the parent run FINISHED or FAILED (found again by its KFP run id tag);
     returns the status."""
@@ -124,9 +125,8 @@ def finish_run(*, storage_root: str, kfp_run_id: str, pipeline: str, experiment:
     except Exception as exc:  # noqa: BLE001 - the MLflow status still gets closed; the log says what is left
         print(f"[mini-o3] WARNING could not clean up the RayJobs of run {kfp_run_id}: {type(exc).__name__}: {exc}; "
               f"check: kubectl get rayjobs -l mini-o3/kfp-run-id={kfp_run_id}", flush=True)
-    setup_env(s3_endpoint)
     run_root = storage.join(storage_root, kfp_run_id) if storage_root else ""
-    uri = _tracking_uri(tracking_uri, run_root)
+    uri = _tracking_uri(run_root)
     parent = start_pipeline_run(experiment=experiment, kfp_run_id=kfp_run_id, pipeline=pipeline, params={},
                                 tracking_uri=uri)
     status = "FINISHED" if state.upper() == "SUCCEEDED" else "FAILED"
@@ -136,11 +136,10 @@ def finish_run(*, storage_root: str, kfp_run_id: str, pipeline: str, experiment:
     return status
 
 
-def use_artifact(*, uri: str, kind: str, s3_endpoint: str = "") -> str:
+def use_artifact(*, uri: str, kind: str) -> str:
     """The skip branch of a stage: check the given artifact is usable and pass its URI on.
 
     ``kind="model"`` also accepts hub models (``hf://org/name``); anything else must be sealed."""
-    setup_env(s3_endpoint)
     if kind == "model" and is_hub_model(uri):
         return uri
     if not storage.is_complete(uri):
@@ -166,28 +165,26 @@ def judge_available(judge_secret_name: str, stage: str) -> bool:
     return False
 
 
-def _tracking(parent_run_id: str, tracking_uri: str, run_root: str) -> Tracking:
-    return Tracking(parent_run_id or None, _tracking_uri(tracking_uri, run_root) if parent_run_id else None)
+def _tracking(parent_run_id: str, run_root: str) -> Tracking:
+    return Tracking(parent_run_id or None, _tracking_uri(run_root) if parent_run_id else None)
 
 
 def prepare_coldstart(*, source: str, run_root: str, overrides: Sequence[str], synthetic: Sequence[str],
-                      parent_run_id: str, tracking_uri: str, s3_endpoint: str) -> str:
+                      parent_run_id: str) -> str:
     from mini_o3.stages import prepare_coldstart_stage
 
-    setup_env(s3_endpoint)
     out_uri = storage.join(run_root, "data", "coldstart")
     return prepare_coldstart_stage(source, out_uri, overrides=list(overrides), synthetic=list(synthetic),
-                                   tracking=_tracking(parent_run_id, tracking_uri, run_root)).out_uri
+                                   tracking=_tracking(parent_run_id, run_root)).out_uri
 
 
 def prepare_bench(*, benchmarks: str, name: str, run_root: str, overrides: Sequence[str], synthetic: Sequence[str],
-                  parent_run_id: str, tracking_uri: str, s3_endpoint: str) -> str:
+                  parent_run_id: str) -> str:
     from mini_o3.stages import prepare_bench_stage
 
-    setup_env(s3_endpoint)
     out_uri = storage.join(run_root, "data", name)
     return prepare_bench_stage(benchmarks, out_uri, overrides=list(overrides), synthetic=list(synthetic),
-                               tracking=_tracking(parent_run_id, tracking_uri, run_root), stage=f"prepare_{name}").out_uri
+                               tracking=_tracking(parent_run_id, run_root), stage=f"prepare_{name}").out_uri
 
 
 def launch_settings(*, mode: str, ray_address: str, workers: int, gpus_per_worker: int, node_selector: dict,
@@ -226,8 +223,7 @@ def stage_image(runtime: str, registry: str, tag: str) -> str:
 
 def stage_launch(stage: str, *, run_root: str, mode: str, ray_address: str, workers: int, gpus_per_worker: int,
                  node_selector: dict, tolerations: list, overrides: Sequence[str], s3_secret_name: str,
-                 judge_secret_name: str, hf_token_secret_name: str, s3_endpoint: str, tracking_uri: str,
-                 work_volume_claim: str, accelerator: str = "nvidia.com/gpu", service_account: str = "",
+                 judge_secret_name: str, hf_token_secret_name: str, work_volume_claim: str, accelerator: str = "nvidia.com/gpu", service_account: str = "",
                  image: str = "", engine: str = "") -> Any:
     """Where a launching stage (sft | rl) of this run runs, from its component's inputs. ``inprocess``:
     this pod. Remote: ``launch_settings`` with, ahead of the user's overrides (theirs win), the
@@ -250,7 +246,7 @@ def stage_launch(stage: str, *, run_root: str, mode: str, ray_address: str, work
         node_selector=node_selector, tolerations=tolerations, image=image or stage_image(stage, "", ""),
         overrides=[*sized, f"active_deadline_seconds={rayjob_deadline(stage)}", *(overrides or [])],
         s3_secret_name=s3_secret_name, judge_secret_name=judge_secret_name, hf_token_secret_name=hf_token_secret_name,
-        env={S3_ENDPOINT_ENV: s3_endpoint, "MLFLOW_TRACKING_URI": tracking_uri},
+        env=platform_env(),
         work_volume_claim=work_volume_claim, gpu_resource=accelerator, service_account=service_account)
     if settings.mode == "rayjob":
         problem = deadline_problem(stage, settings.active_deadline_seconds)
@@ -261,12 +257,12 @@ def stage_launch(stage: str, *, run_root: str, mode: str, ray_address: str, work
 
 
 def sft_request(*, data_uri: str, model: str, run_root: str, overrides: Sequence[str], launch: Any,
-                parent_run_id: str, tracking_uri: str) -> Any:
+                parent_run_id: str) -> Any:
     """The ``SFTRequest`` of this run: output ``<run_root>/sft``."""
     from mini_o3.stages import SFTRequest
 
     return SFTRequest(data_uri=data_uri, model=model, out_uri=storage.join(run_root, "sft"), overrides=list(overrides),
-                      tracking=_tracking(parent_run_id, tracking_uri, run_root), launch=launch)
+                      tracking=_tracking(parent_run_id, run_root), launch=launch)
 
 
 def rl_judge(overrides: Sequence[str], judge_enabled: bool, judge_secret_name: str,
@@ -284,14 +280,14 @@ def rl_judge(overrides: Sequence[str], judge_enabled: bool, judge_secret_name: s
 
 
 def rl_request(*, engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str, overrides: Sequence[str],
-               launch: Any, parent_run_id: str, tracking_uri: str, gpus: int) -> Any:
+               launch: Any, parent_run_id: str, gpus: int) -> Any:
     """The ``RLRequest`` of this run: output ``<run_root>/rl``; in this pod the reference engine uses
     its ``gpus`` (remote runs take nodes and GPUs from the launch settings, ``dispatch.remote_form``)."""
     from mini_o3.stages import RLRequest
 
     return RLRequest(engine=engine, model_uri=model_uri, train_uris=[train_uri], val_uris=[val_uri] if val_uri else [],
                      out_uri=storage.join(run_root, "rl"), overrides=list(overrides), nnodes=1,
-                     gpus_per_node=max(1, gpus), tracking=_tracking(parent_run_id, tracking_uri, run_root),
+                     gpus_per_node=max(1, gpus), tracking=_tracking(parent_run_id, run_root),
                      launch=launch)
 
 
@@ -304,7 +300,7 @@ def rule_protocol_overrides() -> list[str]:
 
 
 def eval_request(*, model_uri: str, bench_uri: str, run_root: str, k: int, backend: str, overrides: Sequence[str],
-                 judge_enabled: bool, judge_secret_name: str, parent_run_id: str, tracking_uri: str, gpus: int = 1,
+                 judge_enabled: bool, judge_secret_name: str, parent_run_id: str, gpus: int = 1,
                  out_name: str = "eval") -> Any:
     """The ``EvalRequest`` of this run into ``<run_root>/<out_name>``: with the LLM judge
     (``judge_enabled`` and the judge Secret's keys in this pod), else with rule scorers under protocol
@@ -316,14 +312,13 @@ def eval_request(*, model_uri: str, bench_uri: str, run_root: str, k: int, backe
         overrides = [*rule_protocol_overrides(), *overrides]
     return EvalRequest(model_uri=model_uri, bench_uris=[bench_uri], out_uri=storage.join(run_root, out_name),
                        k=k or None, backend=backend, overrides=list(overrides), judge=judge, gpus=max(1, gpus),
-                       tracking=_tracking(parent_run_id, tracking_uri, run_root))
+                       tracking=_tracking(parent_run_id, run_root))
 
 
-def run_request(request: Any, s3_endpoint: str = "") -> StageResult:
+def run_request(request: Any) -> StageResult:
     """Run a stage request here or remotely (``mini_o3.dispatch.run_stage``)."""
     from mini_o3.dispatch import run_stage
 
-    setup_env(s3_endpoint)
     return run_stage(request)
 
 
@@ -354,34 +349,32 @@ def log_hardware(stage: str, mode: str, accelerator: str, count: int, workers: i
 
 
 def report(*, eval_uri: str, run_root: str, models: dict[str, str], sft_run_uri: str, rl_run_uri: str, title: str,
-           markdown_path: str, html_path: str, parent_run_id: str, tracking_uri: str, s3_endpoint: str,
+           markdown_path: str, html_path: str, parent_run_id: str,
            compare_evals: dict[str, str] | None = None, history: str = "",
            promote_if_better: bool = False) -> StageResult:
     from mini_o3.stages import report_stage
 
-    setup_env(s3_endpoint)
     return report_stage(eval_uri, storage.join(run_root, "report"), models=models, compare_evals=compare_evals,
                         sft_run_uri=sft_run_uri,
                         rl_run_uri=rl_run_uri, title=title, markdown_path=markdown_path, html_path=html_path,
-                        tracking=_tracking(parent_run_id, tracking_uri, run_root), history=history or None,
+                        tracking=_tracking(parent_run_id, run_root), history=history or None,
                         promote_if_better=promote_if_better)
 
 
 # -- scheduled evaluation: registry, plan ----------------------------------------------------
 
 
-def resolve_model(*, model_ref: str, backend: str, run_root: str, tracking_uri: str, s3_endpoint: str) -> tuple[str, str]:
+def resolve_model(*, model_ref: str, backend: str, run_root: str) -> tuple[str, str]:
     """(model URI to evaluate, ``ResolvedModel`` as JSON) of the evaluate pipeline's ``model_uri``:
     ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` are looked up in the registry now; the model
     must be a sealed artifact or a hub id (``use_artifact``). An ``openai:`` backend may leave it empty."""
     from mini_o3.registry import RegistryError, ResolvedModel, is_registry_ref, resolve
 
-    setup_env(s3_endpoint)
     if backend.startswith("openai:") and not model_ref.strip():
         return "", json.dumps(ResolvedModel("", "", "").to_dict())
     try:
         if is_registry_ref(model_ref):
-            resolved = resolve(model_ref, _tracking_uri(tracking_uri, run_root))
+            resolved = resolve(model_ref, _tracking_uri(run_root))
             use_artifact(uri=resolved.uri, kind=f"model ({model_ref} → version {resolved.version})")
         else:
             use_artifact(uri=model_ref, kind="model")
@@ -393,21 +386,19 @@ def resolve_model(*, model_ref: str, backend: str, run_root: str, tracking_uri: 
 
 
 def plan_eval(*, model_info: str, bench_uri: str, backend: str, k: int, overrides: Sequence[str], judge_enabled: bool,
-              judge_secret_name: str, force: bool, trend_runs: int, run_root: str, tracking_uri: str,
-              s3_endpoint: str) -> tuple[str, str]:
+              judge_secret_name: str, force: bool, trend_runs: int, run_root: str) -> tuple[str, str]:
     """(URI of the earlier evaluation to reuse or "", the ``EvalPlan`` as JSON): the evaluation
     settings are those the evaluate task would use (same judge rule, ``stages.evaluate.eval_config``)."""
     from mini_o3.registry import ResolvedModel
     from mini_o3.stages.evaluate import eval_config
     from mini_o3.stages.history import plan_eval as make_plan
 
-    setup_env(s3_endpoint)
     judge = judge_enabled and judge_available(judge_secret_name, "plan")
     if not judge:
         overrides = [*rule_protocol_overrides(), *overrides]
     config, _ = eval_config(list(overrides), k or None, judge)
     plan = make_plan(model=ResolvedModel(**json.loads(model_info)), backend=backend, bench_uri=bench_uri, config=config,
-                     tracking_uri=_tracking_uri(tracking_uri, run_root), force=force, kfp_run_id=basename(run_root),
+                     tracking_uri=_tracking_uri(run_root), force=force, kfp_run_id=basename(run_root),
                      trend_runs=trend_runs)
     print(f"[mini-o3] plan: {plan.reason}" + (f"; reusing {plan.reuse_eval_uri}" if plan.reuse_eval_uri else
                                              "; evaluating"), flush=True)
@@ -415,18 +406,16 @@ def plan_eval(*, model_info: str, bench_uri: str, backend: str, k: int, override
 
 
 def register(*, model_uri: str, sft_model_uri: str, eval_uri: str, name: str, alias: str, register_sft: bool,
-             data_uris: dict[str, str], run_root: str, parent_run_id: str, tracking_uri: str,
-             s3_endpoint: str) -> StageResult:
+             data_uris: dict[str, str], run_root: str, parent_run_id: str) -> StageResult:
     """The train pipeline's final RL model (and the SFT model when ``register_sft``) as a new version
     of ``name`` with ``alias`` (``stages.register``); an empty ``name`` registers nothing."""
     from mini_o3.stages.register import register_stage
 
-    setup_env(s3_endpoint)
-    tracking = _tracking(parent_run_id, tracking_uri, run_root)
+    tracking = _tracking(parent_run_id, run_root)
     return register_stage(model_uri if name else "", storage.join(run_root, "registered"), name=name, alias=alias,
                           sft_model_uri=sft_model_uri if name and register_sft else "", data_uris=data_uris,
                           eval_uri=eval_uri, kfp_run_id=basename(run_root), tracking=tracking,
-                          registry_uri=_tracking_uri(tracking_uri, run_root))
+                          registry_uri=_tracking_uri(run_root))
 
 
 def run_uri_of(model_uri: str) -> str:

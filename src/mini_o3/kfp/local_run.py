@@ -3,8 +3,9 @@
 Python — on embedded defaults: a tiny random Qwen2.5-VL, the synthetic benchmark, local storage
 (``<out>/artifacts``), a local MLflow file store (``<out>/mlruns``) and the CPU.
 
-kfp.local ignores kfp-kubernetes settings (secrets, GPUs, node selectors), so the same compiled
-DAG runs here and on a cluster; secrets, if any, come from this process's environment.
+kfp.local ignores kfp-kubernetes settings (secrets, GPUs, node selectors, the platform ConfigMap),
+so the same compiled DAG runs here and on a cluster; secrets, if any, and the platform settings
+(``embedded_platform``: the MLflow store) come from this process's environment.
 """
 
 from __future__ import annotations
@@ -117,8 +118,6 @@ class EmbeddedResult:
 
 def embedded_params(config: EmbeddedConfig, model_dir: Path) -> dict[str, Any]:
     """Pipeline parameters of the embedded run."""
-    from mini_o3.tracking import default_tracking_uri
-
     out = config.out.resolve()
     synthetic = [f"n_train={config.setting('n_train')}", f"n_test={config.setting('n_test')}", f"seed={config.seed}",
                  *PROFILES[config.profile]["synthetic"]]
@@ -131,7 +130,6 @@ def embedded_params(config: EmbeddedConfig, model_dir: Path) -> dict[str, Any]:
     return {
         "p0_storage_root": str(out / "artifacts"),
         "p0_experiment": "mini-o3-embedded",
-        "p0_mlflow_tracking_uri": default_tracking_uri(out),
         "p0_judge_enabled": False,  # rule scoring, explicitly: the demo never calls a judge endpoint
         "p1_data_coldstart_source": "synthetic",
         "p1_data_rl_benchmarks": "synthetic",
@@ -149,6 +147,14 @@ def embedded_params(config: EmbeddedConfig, model_dir: Path) -> dict[str, Any]:
         "p4_eval_overrides": list(config.setting("eval")) + seeded(f"seed={config.seed}"),
         "p4_eval_compare": PROFILES[config.profile]["compare"],
     }
+
+
+def embedded_platform(out: Path) -> dict[str, str]:
+    """The platform settings (``bodies.PLATFORM_ENV``, the chart's ConfigMap on a cluster) of an
+    embedded run: the MLflow file store under ``out``; local storage needs no S3 endpoint."""
+    from mini_o3.tracking import default_tracking_uri
+
+    return {"MLFLOW_TRACKING_URI": default_tracking_uri(out.resolve())}
 
 
 def task_env(out: Path) -> dict[str, str]:
@@ -199,7 +205,7 @@ def run_embedded(config: EmbeddedConfig = EmbeddedConfig(), params: dict[str, An
     before = {p.name for p in artifacts.iterdir()}
     console.rule("[bold]embedded run: mini-o3-train under kfp.local (SubprocessRunner, no venv)")
     try:
-        run_local(build_train(), values, out, console, verbose=config.verbose)
+        run_local(build_train(), values, out, console, verbose=config.verbose, platform=embedded_platform(out))
     except (KeyboardInterrupt, SystemExit):
         stop_interrupted(values, before, console)
         raise
@@ -214,7 +220,7 @@ def run_embedded(config: EmbeddedConfig = EmbeddedConfig(), params: dict[str, An
         if (run_root / rel).exists():
             stages[stage] = read_result(stage, str(run_root / rel))
     result = EmbeddedResult(out, run_root, run_root / "report" / "report.md", run_root / "report" / "report.html",
-                            values["p0_mlflow_tracking_uri"], time.perf_counter() - start, stages)
+                            embedded_platform(out)["MLFLOW_TRACKING_URI"], time.perf_counter() - start, stages)
     console.print(_summary(result))
     learning = read_learning(result.report_md.parent)
     if learning:
@@ -234,23 +240,25 @@ def stop_interrupted(values: dict[str, Any], before: set[str], console: Console,
     from mini_o3.tracking import kill_open_runs, resolve_tracking_uri
 
     killed = reap_descendants(grace_s)
-    uri = resolve_tracking_uri(values.get("p0_mlflow_tracking_uri") or None, None)  # as init-run resolves it
+    uri = resolve_tracking_uri(None, None)  # the platform env run_local set, as init-run resolves it
     parents = kill_open_runs(experiment=values["p0_experiment"], tracking_uri=uri,
                              run_roots_under=values["p0_storage_root"], skip_run_roots=before)
     console.print(f"[yellow]stopped[/yellow]: MLflow run {', '.join(parents) or '(none open)'} marked KILLED"
                   + (f"; {len(killed)} task process(es) did not stop in {grace_s:g} s and were killed" if killed else ""))
 
 
-def run_local(pipeline: Any, values: dict[str, Any], out: Path, console: Console, verbose: bool = False) -> None:
+def run_local(pipeline: Any, values: dict[str, Any], out: Path, console: Console, verbose: bool = False,
+              platform: dict[str, str] | None = None) -> None:
     """Run a pipeline under kfp.local with ``SubprocessRunner(use_venv=False)``: tasks are
-    subprocesses of this Python and inherit its environment (``task_env(out)`` is added to it);
+    subprocesses of this Python and inherit its environment (``task_env(out)`` and the ``platform``
+    settings, which a cluster's tasks get from the chart's ConfigMap, are added to it);
     kfp.local's notes that Kubernetes settings do nothing locally are silenced (expected here), and
     so, unless ``verbose``, are the executors' input dumps (``local_log``)."""
     from kfp import local
 
     from .local_log import quiet_executor_logs
 
-    os.environ.update(task_env(out))
+    os.environ.update({**task_env(out), **(platform or {})})
     console.print("kfp.local runs every task as a subprocess of this Python and ignores the Kubernetes settings "
                   "(GPUs, secrets, node selectors, timeouts): expected here")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "kfp"), raise_on_error=True)

@@ -13,7 +13,9 @@ its run's root and logs to MLflow. Secrets are referenced by NAME only (pipeline
 ``kubernetes.use_secret_as_env``); their values never enter the pipeline spec or the run record.
 A Secret name is never empty: the KFP 2.17 driver refuses ``""`` for a ``secretNameParameter``
 before it reads ``optional``, so ``init-run`` checks every name first, and the judge is switched
-off by a boolean (``p0_judge_enabled`` / ``judge_enabled``), not by an empty name.
+off by a boolean (``p0_judge_enabled`` / ``judge_enabled``), not by an empty name. Platform
+settings (S3 endpoint, MLflow tracking URI) are no parameters: every task mounts the chart's
+ConfigMap ``p0_platform_config_map`` / ``platform_config_map`` as env (``kubernetes.use_config_map_as_env``).
 """
 
 # No ``from __future__ import annotations``: KFP reads the pipeline signatures' real annotations.
@@ -25,7 +27,7 @@ from kfp import dsl, kubernetes
 from mini_o3.launch.presets import JUDGE_SECRET_KEYS, S3_SECRET_KEYS
 
 from .components import Components, build
-from .bodies import HF_TOKEN_KEY
+from .bodies import HF_TOKEN_KEY, PLATFORM_ENV
 
 TRAIN_NAME = "mini-o3-train"
 EVALUATE_NAME = "mini-o3-evaluate"
@@ -42,6 +44,8 @@ POD_RESOURCES = {
 }
 SIZE_OF = {"light": "light", "data": "data", "sft": "light", "rl": "light", "eval": "data"}
 DEFAULT_EVAL_BENCHMARKS = "visualprobe_hard,visualprobe_medium,visualprobe_easy,vstar"
+#: The ConfigMap of platform settings (``bodies.PLATFORM_ENV``) the Helm chart writes (``platform.configMapName``).
+PLATFORM_CONFIG_MAP = "mini-o3-platform"
 
 
 def _size(task: Any, size: str) -> Any:
@@ -50,11 +54,14 @@ def _size(task: Any, size: str) -> Any:
     return task
 
 
-def _common(task: Any, s3_secret: Any, timeout: str, name: str) -> Any:
-    """Every task: S3 credentials from the S3 secret, no caching, a deadline, CPU / memory requests
-    and limits, a display name."""
+def _common(task: Any, pod_env: tuple[Any, Any], timeout: str, name: str) -> Any:
+    """Every task: ``pod_env`` = (S3 Secret, platform ConfigMap) as env (the ConfigMap optionally:
+    without it, AWS's default endpoint and no tracking), no caching, a deadline, CPU / memory
+    requests and limits, a display name."""
+    s3_secret, platform = pod_env
     _size(task, SIZE_OF[timeout])
     kubernetes.use_secret_as_env(task, s3_secret, {k: k for k in S3_SECRET_KEYS})
+    kubernetes.use_config_map_as_env(task, platform, {k: k for k in PLATFORM_ENV}, optional=True)
     kubernetes.set_timeout(task, TIMEOUTS[timeout])
     task.set_caching_options(False)
     task.set_display_name(name)
@@ -91,8 +98,7 @@ def build_train(c: Components | None = None) -> Any:
     def mini_o3_train(
         p0_storage_root: str = "s3://mini-o3/runs",
         p0_experiment: str = "mini-o3",
-        p0_mlflow_tracking_uri: str = "",
-        p0_s3_endpoint: str = "",
+        p0_platform_config_map: str = PLATFORM_CONFIG_MAP,
         p0_s3_secret_name: str = "mini-o3-s3",
         p0_judge_secret_name: str = "mini-o3-judge",
         p0_judge_enabled: bool = True,
@@ -144,8 +150,7 @@ def build_train(c: Components | None = None) -> Any:
         Args:
             p0_storage_root: Object-storage prefix of all run artifacts (s3://bucket/prefix; a local folder in embedded runs); each run writes under <root>/<KFP run id>/.
             p0_experiment: MLflow experiment of the parent run.
-            p0_mlflow_tracking_uri: MLflow tracking server URI; empty: MLFLOW_TRACKING_URI of the pod, else a file store under a local run root, else off; none: off.
-            p0_s3_endpoint: S3 endpoint URL (MINI_O3_S3_ENDPOINT), e.g. http://minio.minio:9000; empty: AWS default.
+            p0_platform_config_map: ConfigMap with the platform settings every task gets as env (MINI_O3_S3_ENDPOINT: the S3 endpoint URL, empty or missing: AWS default; MLFLOW_TRACKING_URI: the MLflow server, missing: tracking off, none: off), written by the Helm chart; optional.
             p0_s3_secret_name: Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (mounted as env on every task).
             p0_judge_secret_name: Secret with the LLM judge endpoint and key (END_POINT, API_KEY, API_VERSION or OPENAI_BASE_URL, OPENAI_API_KEY), mounted optionally; never empty (the KFP driver refuses an empty Secret name): to score with rules only set p0_judge_enabled=false.
             p0_judge_enabled: LLM judge for RL rewards and evaluation (the paper's protocol); false: rule scorers only (evaluation protocol "rule", RL judge.enabled=false).
@@ -189,10 +194,10 @@ def build_train(c: Components | None = None) -> Any:
             p5_register_alias: Alias moved to the new version (MLflow alias: letters, digits, _ and -).
             p5_register_sft: Also register the SFT model, as <name>-sft with the same alias.
         """
-        s3 = p0_s3_secret_name
+        s3 = (p0_s3_secret_name, p0_platform_config_map)  # every task: S3 credentials + platform env
         init = _common(c.init_run(
             storage_root=p0_storage_root, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, pipeline=TRAIN_NAME,
-            experiment=p0_experiment, mlflow_tracking_uri=p0_mlflow_tracking_uri, s3_endpoint=p0_s3_endpoint,
+            experiment=p0_experiment,
             params=({
                 "data_coldstart": f"{p1_data_coldstart_source}|{p1_data_coldstart_uri}",
                 "data_rl": f"{p1_data_rl_benchmarks}|{p1_data_rl_uri}",
@@ -210,12 +215,10 @@ def build_train(c: Components | None = None) -> Any:
             secret_names={"p0_s3_secret_name": p0_s3_secret_name, "p0_judge_secret_name": p0_judge_secret_name,
                           "p0_hf_token_secret_name": p0_hf_token_secret_name}),
             s3, "light", "init run (MLflow parent)")
-        run = dict(parent_run_id=init.outputs["parent_run_id"], mlflow_tracking_uri=p0_mlflow_tracking_uri,
-                   s3_endpoint=p0_s3_endpoint)
+        run = dict(parent_run_id=init.outputs["parent_run_id"])
         root = init.outputs["run_root"]
         finish = _common(c.finish_run(storage_root=p0_storage_root, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                                      pipeline=TRAIN_NAME, experiment=p0_experiment,
-                                      mlflow_tracking_uri=p0_mlflow_tracking_uri, s3_endpoint=p0_s3_endpoint),
+                                      pipeline=TRAIN_NAME, experiment=p0_experiment),
                          s3, "light", "finish run (MLflow status)")
 
         with dsl.ExitHandler(finish, name="mini-o3-train-stages"):
@@ -225,8 +228,7 @@ def build_train(c: Components | None = None) -> Any:
                     source=p1_data_coldstart_source, run_root=root, overrides=p1_data_coldstart_overrides,
                     synthetic=p1_data_synthetic, **run), s3, "data", "1 data: cold-start"), p0_hf_token_secret_name)
             with dsl.Else(name="use-coldstart"):
-                cold_old = _common(c.use_artifact(uri=p1_data_coldstart_uri, kind="cold-start data",
-                                                  s3_endpoint=p0_s3_endpoint), s3, "light", "1 data: given cold-start")
+                cold_old = _common(c.use_artifact(uri=p1_data_coldstart_uri, kind="cold-start data"), s3, "light", "1 data: given cold-start")
             coldstart = dsl.OneOf(cold_new.output, cold_old.output)
 
             with dsl.If(p1_data_rl_uri == "", name="prepare-rl-data"):
@@ -234,7 +236,7 @@ def build_train(c: Components | None = None) -> Any:
                     benchmarks=p1_data_rl_benchmarks, name="rl_data", run_root=root, overrides=p1_data_bench_overrides,
                     synthetic=p1_data_synthetic, **run), s3, "data", "1 data: RL sets"), p0_hf_token_secret_name)
             with dsl.Else(name="use-rl-data"):
-                rl_old = _common(c.use_artifact(uri=p1_data_rl_uri, kind="RL data", s3_endpoint=p0_s3_endpoint),
+                rl_old = _common(c.use_artifact(uri=p1_data_rl_uri, kind="RL data"),
                                  s3, "light", "1 data: given RL sets")
             rl_data = dsl.OneOf(rl_new.output, rl_old.output)
 
@@ -243,7 +245,7 @@ def build_train(c: Components | None = None) -> Any:
                     benchmarks=p1_data_eval_benchmarks, name="eval_data", run_root=root, overrides=p1_data_bench_overrides,
                     synthetic=p1_data_synthetic, **run), s3, "data", "1 data: benchmarks"), p0_hf_token_secret_name)
             with dsl.Else(name="use-eval-data"):
-                ev_old = _common(c.use_artifact(uri=p1_data_eval_uri, kind="benchmark data", s3_endpoint=p0_s3_endpoint),
+                ev_old = _common(c.use_artifact(uri=p1_data_eval_uri, kind="benchmark data"),
                                  s3, "light", "1 data: given benchmarks")
             eval_data = dsl.OneOf(ev_new.output, ev_old.output)
 
@@ -252,12 +254,12 @@ def build_train(c: Components | None = None) -> Any:
                             launch_mode=p2_sft_launch_mode, ray_address=p2_sft_ray_address, workers=p2_sft_workers,
                             gpus_per_worker=p2_sft_gpus, node_selector=p0_gpu_node_selector,
                             tolerations=p0_gpu_tolerations, launch_overrides=p2_sft_launch_overrides,
-                            s3_secret_name=s3, hf_token_secret_name=p0_hf_token_secret_name,
+                            s3_secret_name=p0_s3_secret_name, hf_token_secret_name=p0_hf_token_secret_name,
                             accelerator=p0_gpu_type, work_volume_claim=p0_work_volume_claim,
                             ray_service_account=p0_ray_service_account, image_registry=c.image_registry,
                             image_tag=c.image_tag, **run)
             with dsl.If(p2_sft_model_uri != "", name="use-sft-model"):
-                sft_old = _common(c.use_artifact(uri=p2_sft_model_uri, kind="model", s3_endpoint=p0_s3_endpoint),
+                sft_old = _common(c.use_artifact(uri=p2_sft_model_uri, kind="model"),
                                   s3, "light", "2 SFT: given model")
             with dsl.Elif(p2_sft_launch_mode == "inprocess", name="sft-on-gpu-pod"):
                 sft_pod = _hf(_gpu(_common(c.sft(**sft_args), s3, "sft", "2 SFT (GPU pod)"), p0_gpu_type, p2_sft_gpus,
@@ -271,14 +273,14 @@ def build_train(c: Components | None = None) -> Any:
                            overrides=p3_rl_overrides, launch_mode=p3_rl_launch_mode, ray_address=p3_rl_ray_address,
                            workers=p3_rl_workers, gpus_per_worker=p3_rl_gpus_per_worker,
                            node_selector=p0_gpu_node_selector, tolerations=p0_gpu_tolerations,
-                           launch_overrides=p3_rl_launch_overrides, s3_secret_name=s3,
+                           launch_overrides=p3_rl_launch_overrides, s3_secret_name=p0_s3_secret_name,
                            judge_secret_name=p0_judge_secret_name, judge_enabled=p0_judge_enabled,
                            hf_token_secret_name=p0_hf_token_secret_name,
                            accelerator=p0_gpu_type, work_volume_claim=p0_work_volume_claim,
                            ray_service_account=p0_ray_service_account, image_registry=c.image_registry,
                            image_tag=c.image_tag, **run)
             with dsl.If(p3_rl_model_uri != "", name="use-rl-model"):
-                rl_old_model = _common(c.use_artifact(uri=p3_rl_model_uri, kind="model", s3_endpoint=p0_s3_endpoint),
+                rl_old_model = _common(c.use_artifact(uri=p3_rl_model_uri, kind="model"),
                                        s3, "light", "3 RL: given model")
             with dsl.Elif(p3_rl_launch_mode == "inprocess", name="rl-on-gpu-pod"):
                 rl_pod = _judge(_gpu(_common(c.rl(**rl_args), s3, "rl", "3 RL (GPU pod)"), p0_gpu_type,
@@ -322,7 +324,7 @@ def _evaluate(c: Components, *, model_uri: Any, bench_uri: Any, root: Any, k: An
                 judge_secret_name=judge, judge_enabled=judge_enabled, accelerator=gpu_type, gpus=gpus, **run)
     if reuse is not None:
         with dsl.If(reuse != "", name="unchanged-reuse-evaluation"):
-            old = _common(c.use_artifact(uri=reuse, kind="earlier evaluation", s3_endpoint=run["s3_endpoint"]),
+            old = _common(c.use_artifact(uri=reuse, kind="earlier evaluation"),
                           s3, "light", "4 unchanged: earlier evaluation")
         with dsl.Elif(backend == "local", name="evaluate-on-cpu"):
             cpu = _hf(_judge(_common(c.evaluate(**args), s3, "eval", f"4 {name} (local HF policy)"), judge), hf)
@@ -351,9 +353,8 @@ def build_evaluate(c: Components | None = None) -> Any:
         judge_secret_name: str = "mini-o3-judge",
         judge_enabled: bool = True,
         s3_secret_name: str = "mini-o3-s3",
-        mlflow_tracking_uri: str = "",
         experiment: str = "mini-o3-eval",
-        s3_endpoint: str = "",
+        platform_config_map: str = PLATFORM_CONFIG_MAP,
         bench_uri: str = "",
         bench_overrides: list = [],  # noqa: B006
         synthetic: list = [],  # noqa: B006
@@ -383,9 +384,8 @@ def build_evaluate(c: Components | None = None) -> Any:
             judge_secret_name: Secret with the LLM judge endpoint and key (END_POINT, API_KEY, API_VERSION or OPENAI_BASE_URL, OPENAI_API_KEY), mounted optionally; never empty (the KFP driver refuses an empty Secret name): to score with rules only set judge_enabled=false.
             judge_enabled: LLM judge for free-form answers (the paper's protocol); false: rule scorers only (evaluation protocol "rule").
             s3_secret_name: Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
-            mlflow_tracking_uri: MLflow tracking server URI; empty: MLFLOW_TRACKING_URI of the pod, else a file store under a local run root, else off; none: off.
             experiment: MLflow experiment of the parent run.
-            s3_endpoint: S3 endpoint URL (MINI_O3_S3_ENDPOINT); empty: AWS default.
+            platform_config_map: ConfigMap with the platform settings every task gets as env (MINI_O3_S3_ENDPOINT, MLFLOW_TRACKING_URI), written by the Helm chart; optional.
             bench_uri: Skip benchmark preparation: URI of a sealed benchmark collection (val.parquet per benchmark).
             bench_overrides: BenchPrepConfig overrides key=value.
             synthetic: SyntheticSpec overrides for a "synthetic" benchmark (n_test=, seed=, ...).
@@ -400,48 +400,45 @@ def build_evaluate(c: Components | None = None) -> Any:
             promote_if_better: After the evaluation, move the champion alias to the evaluated models:/NAME@ALIAS version when it beats the champion on every benchmark with a paired 95% CI excluding 0 (the reason goes into the version's tags).
             trend_runs: Runs of the same target shown in the report's trend table and plot.
         """
+        pod_env = (s3_secret_name, platform_config_map)  # every task: S3 credentials + platform env
         init = _common(c.init_run(
             storage_root=storage_root, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, pipeline=EVALUATE_NAME,
-            experiment=experiment, mlflow_tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint,
+            experiment=experiment,
             params=({"model_uri": model_uri, "benchmarks": benchmarks, "k": f"{k}",
                                       "backend": backend, "bench_uri": bench_uri, "force": f"{force}"}),
             gpu_counts={"gpus": gpus},
             secret_names={"s3_secret_name": s3_secret_name, "judge_secret_name": judge_secret_name,
                           "hf_token_secret_name": hf_token_secret_name}),
-            s3_secret_name, "light", "init run (MLflow parent)")
-        run = dict(parent_run_id=init.outputs["parent_run_id"], mlflow_tracking_uri=mlflow_tracking_uri,
-                   s3_endpoint=s3_endpoint)
+            pod_env, "light", "init run (MLflow parent)")
+        run = dict(parent_run_id=init.outputs["parent_run_id"])
         root = init.outputs["run_root"]
         finish = _common(c.finish_run(storage_root=storage_root, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                                      pipeline=EVALUATE_NAME, experiment=experiment,
-                                      mlflow_tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint),
-                         s3_secret_name, "light", "finish run (MLflow status)")
+                                      pipeline=EVALUATE_NAME, experiment=experiment),
+                         pod_env, "light", "finish run (MLflow status)")
         with dsl.ExitHandler(finish, name="mini-o3-evaluate-stages"):
-            resolved = _hf(_common(c.resolve_model(model_ref=model_uri, backend=backend, run_root=root,
-                                                   mlflow_tracking_uri=mlflow_tracking_uri, s3_endpoint=s3_endpoint),
-                                   s3_secret_name, "light", "resolve model"), hf_token_secret_name)
+            resolved = _hf(_common(c.resolve_model(model_ref=model_uri, backend=backend, run_root=root),
+                                   pod_env, "light", "resolve model"), hf_token_secret_name)
             model = resolved.outputs["model_uri"]
             with dsl.If(bench_uri == "", name="prepare-benchmarks"):
                 new = _hf(_common(c.prepare_bench(benchmarks=benchmarks, name="eval_data", run_root=root,
                                                   overrides=bench_overrides, synthetic=synthetic, **run),
-                                  s3_secret_name, "data", "1 data: benchmarks"), hf_token_secret_name)
+                                  pod_env, "data", "1 data: benchmarks"), hf_token_secret_name)
             with dsl.Else(name="use-benchmarks"):
-                old = _common(c.use_artifact(uri=bench_uri, kind="benchmark data", s3_endpoint=s3_endpoint),
-                              s3_secret_name, "light", "1 data: given benchmarks")
+                old = _common(c.use_artifact(uri=bench_uri, kind="benchmark data"),
+                              pod_env, "light", "1 data: given benchmarks")
             bench = dsl.OneOf(new.output, old.output)
             plan = _judge(_common(c.plan_eval(
                 model_info=resolved.outputs["model_info"], bench_uri=bench, backend=backend, k=k,
                 overrides=eval_overrides, judge_secret_name=judge_secret_name, judge_enabled=judge_enabled,
-                force=force, trend_runs=trend_runs, run_root=root, mlflow_tracking_uri=mlflow_tracking_uri,
-                s3_endpoint=s3_endpoint), s3_secret_name, "light", "plan (unchanged since?)"), judge_secret_name)
+                force=force, trend_runs=trend_runs, run_root=root), pod_env, "light", "plan (unchanged since?)"), judge_secret_name)
             evaluation = _evaluate(c, model_uri=model, bench_uri=bench, root=root, k=k, backend=backend,
                                    overrides=eval_overrides, gpus=gpus, gpu_type=gpu_type,
-                                   node_selector=gpu_node_selector, tolerations=gpu_tolerations, s3=s3_secret_name,
+                                   node_selector=gpu_node_selector, tolerations=gpu_tolerations, s3=pod_env,
                                    judge=judge_secret_name, judge_enabled=judge_enabled, hf=hf_token_secret_name, run=run,
                                    reuse=plan.outputs["reuse_eval_uri"])
             _common(c.report(eval_uri=evaluation, run_root=root, base_model="", sft_model_uri="", base_eval_uri="",
                              sft_eval_uri="", rl_model_uri=model, title="Mini-o3 evaluation",
                              history=plan.outputs["history"], promote_if_better=promote_if_better, **run),
-                    s3_secret_name, "light", "2 report")
+                    pod_env, "light", "2 report")
 
     return mini_o3_evaluate

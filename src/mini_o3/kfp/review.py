@@ -6,7 +6,8 @@ body code then builds the request and RayJob exactly as the launcher pod does (`
 → ``bodies.sft_request`` / ``bodies.rl_request`` → ``dispatch.remote_stage`` → ``launch.rayjob_manifest``). Values only a run knows
 are filled in by the run's storage layout: ``run_root = <p0_storage_root>/<run id>``, the data and
 model URIs the earlier stages seal under it (or the ``*_uri`` parameters that skip them), no MLflow
-parent run, no ownerReference (the launcher pod does not exist yet), judge credentials present.
+parent run, no ownerReference (the launcher pod does not exist yet), judge credentials present, and
+the platform settings (``bodies.PLATFORM_ENV``: the launcher pod's ConfigMap env) of this process.
 """
 
 from __future__ import annotations
@@ -118,11 +119,10 @@ def remote_plan(stage: str, params: dict[str, Any], *, root: Path | str = ".", r
         workers=inputs["workers"], gpus_per_worker=gpus, node_selector=inputs["node_selector"],
         tolerations=inputs["tolerations"], overrides=inputs["launch_overrides"],
         s3_secret_name=inputs["s3_secret_name"], judge_secret_name=judge_secret,
-        hf_token_secret_name=inputs["hf_token_secret_name"], s3_endpoint=inputs["s3_endpoint"],
-        tracking_uri=inputs["mlflow_tracking_uri"], work_volume_claim=inputs["work_volume_claim"],
+        hf_token_secret_name=inputs["hf_token_secret_name"], work_volume_claim=inputs["work_volume_claim"],
         accelerator=inputs["accelerator"], service_account=inputs["ray_service_account"], engine=inputs.get("engine", ""),
         image=bodies.stage_image(stage, inputs["image_registry"], inputs["image_tag"]))
-    tracking = dict(parent_run_id="", tracking_uri="")  # no MLflow parent run before a run
+    tracking = dict(parent_run_id="")  # no MLflow parent run before a run
     if stage == "sft":
         request = bodies.sft_request(data_uri=inputs["data_uri"], model=inputs["base_model"], run_root=run_root,
                                      overrides=overrides, launch=launch, **tracking)
