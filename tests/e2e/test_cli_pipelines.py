@@ -103,6 +103,32 @@ def test_stage_refuses_a_half_written_model(tmp_path):
 
 
 @pytest.mark.slow
+def test_stage_run_reads_a_sealed_request_and_refuses_an_unsealed_or_malformed_one(tmp_path):
+    """``mini-o3 stage run <uri>`` (what Ray jobs and RayJobs run) runs the request it finds there:
+    the same half-written model refusal as ``stage rl``; unsealed or malformed requests: one line."""
+    from mini_o3.dispatch import seal_request
+    from mini_o3.stages import RLRequest
+
+    half = tmp_path / "sft" / "model"
+    half.mkdir(parents=True)
+    (half / "config.json").write_text("{}")
+    request = RLRequest(model_uri=str(half), train_uris=[str(tmp_path / "data")], out_uri=str(tmp_path / "rl"))
+    sealed = seal_request(request, str(tmp_path / "rl-request"))
+    proc = run("stage", "run", sealed, ok=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "_MINI_O3_COMPLETE.json" in proc.stderr
+    assert str(half) in proc.stderr and not (tmp_path / "rl").exists()
+    unsealed = tmp_path / "unsealed"
+    unsealed.mkdir()
+    (unsealed / "request.json").write_text(request.model_dump_json())
+    proc = run("stage", "run", str(unsealed), ok=False)
+    assert proc.returncode == 2 and "is not a sealed request folder" in proc.stderr and "Traceback" not in proc.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"stage": "rl", "model_uri": "m", "out_uri": "o", "nnodes": 0}')
+    proc = run("stage", "run", str(bad), ok=False)
+    assert proc.returncode == 2 and "nnodes" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
 def test_upload_reads_the_packages_the_base_image_ships(kfp, tmp_path):
     """In the base image (the chart's post-install Job) there is no checkout: `upload` finds the
     compiled packages through MINI_O3_PIPELINES_DIR, from any working directory."""

@@ -1,6 +1,6 @@
 """Imports only go down the data's path: the task kit stays engine-free, rollout and the judge
-sit under both RL and evaluation, RL and evaluation never import each other, and the verl engine
-never imports the reference engine's package."""
+sit under both RL and evaluation, RL and evaluation never import each other, the verl engine
+never imports the reference engine's package, and launch ← stages ← dispatch ← kfp ← cli."""
 
 import ast
 import subprocess
@@ -28,6 +28,9 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "mini_o3.judge": ("mini_o3.rl", "mini_o3.evaluate", "mini_o3.stages", "mini_o3.kfp", "mini_o3.cli"),
     "mini_o3.rl": ("mini_o3.evaluate", "mini_o3.stages", "mini_o3.kfp", "mini_o3.cli"),
     "mini_o3.evaluate": ("mini_o3.rl", "mini_o3.stages", "mini_o3.kfp", "mini_o3.cli"),
+    "mini_o3.launch": ("mini_o3.stages", "mini_o3.dispatch", "mini_o3.kfp", "mini_o3.cli"),
+    "mini_o3.stages": ("mini_o3.dispatch", "mini_o3.kfp", "mini_o3.cli"),
+    "mini_o3.dispatch": ("mini_o3.kfp", "mini_o3.cli"),
     "mini_o3.rl.verl": ("mini_o3.rl.local",),
     "mini_o3.rl.local": ("mini_o3.rl.verl",),
 }
