@@ -1,5 +1,6 @@
 """The synchronous turn loop (``run_episode``) still makes of each scripted policy exactly what
-the recorded golden says: requests, trajectory, segments, images (tests/data/golden_turn_loop)."""
+the recorded golden says: requests, trajectory, segments, images; the batched rollout its
+batches and trajectories (tests/data/golden_turn_loop)."""
 
 import json
 from pathlib import Path
@@ -25,3 +26,13 @@ def test_the_file_is_identical():
 def test_the_cases_cover_every_ending():
     endings = {(c["summary"]["termination"], c["summary"]["exceed_reason"]) for c in STORED["cases"].values()}
     assert endings == {("answer", None), ("void", None), ("exceed", "turns"), ("exceed", "images"), ("exceed", "context")}
+
+
+def test_the_batched_rollout_matches():
+    """Same batches (composition, order, budgets) and trajectories as the threaded batcher gave."""
+    built = make_golden.build_batched()
+    stored = json.loads((GOLDEN / "batched.json").read_text(encoding="utf-8"))
+    assert built["runs"]["all"]["batches"] == stored["runs"]["all"]["batches"]
+    assert built["runs"]["all"]["trajectories"] == stored["runs"]["all"]["trajectories"]
+    assert built["runs"]["missing_image"] == stored["runs"]["missing_image"]
+    assert make_golden.render(built) == (GOLDEN / "batched.json").read_text(encoding="utf-8")

@@ -4,7 +4,7 @@ Both RL engines and the evaluator stand on this room; it imports only the task k
 shared helpers), never ``rl``, ``evaluate``, ``stages`` or ``kfp``.
 
 * ``hf_backend``       ``HFBackend``: one left-padded ``generate`` over a batch of requests; ``TokenizerCounter``
-* ``batched_rollout``  ``rollout``: many ``run_episode`` threads batched through one backend
+* ``batched_rollout``  ``rollout``: many task-kit ``Episode``s stepped in lock-step through one backend
 * ``local_policy``     ``LocalHFPolicy``: the ``local:DIR`` policy (batched HF rollouts)
 * ``openai_policy``    ``OpenAIChatPolicy``: an OpenAI-compatible chat endpoint (vLLM, OpenAI, Azure)
 * ``serve``            ``VLLMServer``: a supervised ``vllm serve`` (``mini-o3 serve``)

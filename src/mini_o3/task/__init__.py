@@ -3,7 +3,7 @@ answer extraction, scorers, rewards and the GRPO maths. Pure Python + Pillow; im
 
 from .answer import extract_answer
 from .crop import Crop, CropError, crop, image_tokens, resize_initial, resize_observation
-from .episode import EpisodeSample, Policy, PolicyOutput, PolicyRequest, run_episode
+from .episode import Episode, EpisodeSample, Policy, PolicyOutput, PolicyRequest, run_episode
 from .grounding import GroundingCall, GroundingError, has_tool_call, parse_grounding
 from .grpo import (
     LossAgg, OverTurnMode, PolicyLossOutput, entropy_from_logits, group_advantages, kl_penalty,
@@ -17,7 +17,7 @@ from .trajectory import Segment, Trajectory, Turn
 from .turn_text import answer_block, answer_turn, grounding_block, observation_source, think_block, tool_turn
 
 __all__ = [
-    "ApproxTokenCounter", "Crop", "CropError", "DEFAULT_PROMPT_SET", "EVAL_LIMITS", "EpisodeSample", "GroundingCall",
+    "ApproxTokenCounter", "Crop", "CropError", "DEFAULT_PROMPT_SET", "EVAL_LIMITS", "Episode", "EpisodeSample", "GroundingCall",
     "GroundingError", "LossAgg", "MINI_O3_V1", "OverTurnMode", "PROMPT_SETS", "Policy",
     "PolicyLossOutput", "PolicyOutput", "PolicyRequest", "PromptSet", "RewardWeights",
     "RolloutLimits", "Segment", "TRAIN_LIMITS", "TokenCounter", "Trajectory", "Turn",

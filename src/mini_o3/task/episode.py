@@ -1,7 +1,8 @@
-"""``run_episode``: the synchronous turn loop (evaluator, local RL engine). It drives the shared
-core (``turn_loop.EpisodeState``: limits, stops, observations — the same one verl's agent loop
-drives) with a ``Policy`` call per turn, the kit's parser and crop as the tool and a
+"""``run_episode``: the synchronous turn loop (evaluator, local RL engine). An ``Episode`` drives
+the shared core (``turn_loop.EpisodeState``: limits, stops, observations — the same one verl's
+agent loop drives) with a policy output per turn, the kit's parser and crop as the tool and a
 ``TokenCounter``, and records the episode as a ``Trajectory`` (turns + model / env segments).
+``run_episode`` feeds one ``Episode`` from a ``Policy``; the batched rollout feeds many at once.
 """
 
 from __future__ import annotations
@@ -60,34 +61,65 @@ def run_episode(
     sample: EpisodeSample,
     limits: RolloutLimits = TRAIN_LIMITS,
     *,
-    prompt_set: Union[str, PromptSet] = "mini-o3-v1",
+    prompt_set: Union[str, PromptSet] = DEFAULT_PROMPT_SET,
     parser: ParserMode = "strict",
     counter: Optional[TokenCounter] = None,
 ) -> Trajectory:
     """Roll out one episode of ``policy`` on ``sample`` under ``limits``; returns the record."""
-    prompts = get_prompt_set(prompt_set) if isinstance(prompt_set, str) else prompt_set
-    counter = counter or ApproxTokenCounter()
-    if IMAGE_PLACEHOLDER not in sample.problem:
-        raise ValueError(f"sample {sample.sample_id!r}: problem must contain {IMAGE_PLACEHOLDER!r}")
-    raw, first = _original(sample, limits)
-    prompt = prompts.initial_prompt(sample.problem)
-    # The single image pad in the prompt expands to the image's tokens.
-    state = EpisodeState(limits, prompts, [raw], [first], counter.text(prompt) + counter.image(first.size) - 1)
-    traj = Trajectory(problem=sample.problem, prompt_set=prompts, limits=limits, sample_id=sample.sample_id,
-                      raw_images=state.raw_images, images=state.images, context_tokens=state.context_tokens)
-    traj.segments.append(Segment("env", prompt, image=0))
-    while True:
-        out = _normalise(policy(PolicyRequest(traj, state.turn, state.budget())))
+    episode = Episode(sample, limits, prompt_set=prompt_set, parser=parser, counter=counter)
+    while (request := episode.request()) is not None:
+        episode.feed(policy(request))
+    return episode.trajectory
+
+
+class Episode:
+    """One synchronous episode, a step at a time: ``request()`` is the next turn's policy request
+    (None once the episode has ended), ``feed(output)`` applies the policy's output (the model
+    turn, then the tool and its observation). ``run_episode`` drives one; the batched rollout
+    drives many in lock-step. ``trajectory`` is the record so far."""
+
+    def __init__(
+        self,
+        sample: EpisodeSample,
+        limits: RolloutLimits = TRAIN_LIMITS,
+        *,
+        prompt_set: Union[str, PromptSet] = DEFAULT_PROMPT_SET,
+        parser: ParserMode = "strict",
+        counter: Optional[TokenCounter] = None,
+    ) -> None:
+        prompts = get_prompt_set(prompt_set) if isinstance(prompt_set, str) else prompt_set
+        self.counter, self.parser = counter or ApproxTokenCounter(), parser
+        if IMAGE_PLACEHOLDER not in sample.problem:
+            raise ValueError(f"sample {sample.sample_id!r}: problem must contain {IMAGE_PLACEHOLDER!r}")
+        raw, first = _original(sample, limits)
+        prompt = prompts.initial_prompt(sample.problem)
+        # The single image pad in the prompt expands to the image's tokens.
+        self.state = EpisodeState(limits, prompts, [raw], [first], self.counter.text(prompt) + self.counter.image(first.size) - 1)
+        self.trajectory = Trajectory(problem=sample.problem, prompt_set=prompts, limits=limits, sample_id=sample.sample_id,
+                                     raw_images=self.state.raw_images, images=self.state.images,
+                                     context_tokens=self.state.context_tokens)
+        self.trajectory.segments.append(Segment("env", prompt, image=0))
+
+    def request(self) -> Optional[PolicyRequest]:
+        """What the policy answers next; None when the episode has ended."""
+        if self.state.stop is not None:
+            return None
+        return PolicyRequest(self.trajectory, self.state.turn, self.state.budget())
+
+    def feed(self, output: Union[str, bytes, PolicyOutput]) -> Optional[Stop]:
+        """Apply the policy's output for the requested turn; the stop it causes, or None."""
+        state, traj, counter = self.state, self.trajectory, self.counter
+        out = _normalise(output)
         turn = Turn(index=state.turn, output=out.text, finish_reason=out.finish_reason, token_ids=out.token_ids)
         turn.tokens = out.num_tokens if out.num_tokens is not None else counter.text(out.text)
-        traj.turns.append(turn)
         tool_call = out.invalid_utf8 or has_tool_call(out.text)
-        traj.segments.extend(_model_segments(out, tool_call))
         stop = state.model_turn(out.text, out.finish_reason, turn.tokens, tool_call=tool_call)
+        traj.turns.append(turn)
+        traj.segments.extend(_model_segments(out, tool_call))
         traj.context_tokens = state.context_tokens
         if stop is not None:
-            return _ended(traj, stop)
-        call, result = (None, GroundingError(INVALID_UTF8)) if out.invalid_utf8 else state.run_tool(out.text, parser)
+            return self._ended(stop)
+        call, result = (None, GroundingError(INVALID_UTF8)) if out.invalid_utf8 else state.run_tool(out.text, self.parser)
         observation = state.observation(result)
         cost = counter.text(observation.text)
         if observation.image is not None:
@@ -97,11 +129,16 @@ def run_episode(
         stop = state.observe(observation, cost)
         traj.context_tokens = state.context_tokens
         if stop is not None:
-            return _ended(traj, stop)  # the observation is not added (reference undo)
+            return self._ended(stop)  # the observation is not added (reference undo)
         turn.tool_call, turn.error = call, observation.error
         if observation.crop is not None:
             turn.crop, turn.observation = observation.crop, len(traj.images) - 1
         traj.segments.append(Segment("env", observation.text, image=turn.observation))
+        return None
+
+    def _ended(self, stop: Stop) -> Stop:
+        self.trajectory.termination, self.trajectory.exceed_reason = stop.termination, stop.exceed_reason
+        return stop
 
 
 def _model_segments(out: "_Output", tool_call: bool) -> list[Segment]:
@@ -112,11 +149,6 @@ def _model_segments(out: "_Output", tool_call: bool) -> list[Segment]:
     if out.token_ids is not None:
         return [Segment("model", out.text + (IM_END if out.finish_reason == "stop" else ""), token_ids=out.token_ids)]
     return [Segment("model", out.text)] + ([Segment("model", IM_END)] if out.finish_reason == "stop" else [])
-
-
-def _ended(traj: Trajectory, stop: Stop) -> Trajectory:
-    traj.termination, traj.exceed_reason = stop.termination, stop.exceed_reason
-    return traj
 
 
 @dataclass

@@ -6,6 +6,9 @@
   the local RL engine): per case the policy script, every ``PolicyRequest`` the policy received
   (turn, max_tokens, images, token-stream length), the trajectory summary, its segments and an
   MD5 of every model-facing image.
+- ``batched.json``: the batched rollout (``mini_o3.rollout.batched_rollout.rollout``, the local
+  engine's and the ``local:`` policy's) over those cases at once: every batch handed to the
+  backend and every trajectory; then a run with a sample whose image is missing (the error).
 - ``agent_loop.json``: verl's async agent loop (``mini_o3.rl.verl.agent_loop.MiniO3AgentLoop``)
   with the real tiny tokenizer / processor and a scripted server manager: per case the scripted
   turns (text + EOS, or raw ids + log-probs), every generate call (prompt length, images, sampling
@@ -35,7 +38,7 @@ HERE = Path(__file__).parent
 PROBLEM = "<image>\nWhat is written on the sign?"
 IMAGE_SIZE = (640, 480)
 EOS_ID = 151645
-FILES = ("episode.json", "agent_loop.json")
+FILES = ("episode.json", "batched.json", "agent_loop.json")
 
 
 def image() -> Image.Image:
@@ -164,6 +167,46 @@ def build_episode() -> dict[str, Any]:
     return {"problem": PROBLEM, "image_size": list(IMAGE_SIZE), "counter": "ApproxTokenCounter", "cases": cases}
 
 
+# -- the batched rollout (many synchronous episodes, one generate call per round) ---------------
+class _ScriptedBackend:
+    """Answers each request with the next scripted output of its sample (named in the prompt);
+    records every batch: (sample, max_tokens, images, stream length) per request."""
+
+    def __init__(self, scripts: dict[str, list[Any]]):
+        self.scripts = {name: iter(outputs) for name, outputs in scripts.items()}
+        self.batches: list[list[list[Any]]] = []
+
+    def generate(self, requests, sampling):
+        names = [r.prompt.split("Case ")[1].split("?")[0] for r in requests]
+        self.batches.append([[n, r.max_tokens, len(r.images), len(r.prompt)] for n, r in zip(names, requests)])
+        outputs = [next(self.scripts[n]) for n in names]
+        return [o if isinstance(o, PolicyOutput) else PolicyOutput(o) for o in outputs]
+
+
+def build_batched() -> dict[str, Any]:
+    """The cases of ``episode.json`` that use the training limits and the strict parser, as one
+    batched rollout (at most 5 live episodes), then the same with a sample whose image is missing."""
+    from mini_o3.rollout.batched_rollout import RolloutError, rollout
+    from mini_o3.rollout.hf_backend import SamplingParams
+
+    cases = {n: c["outputs"] for n, c in episode_cases().items() if not c.get("limits") and not c.get("parser")}
+    samples = [EpisodeSample(f"<image>\nCase {name}?", image(), name) for name in cases]
+    backend = _ScriptedBackend(cases)
+    trajectories = rollout(backend, samples, TRAIN_LIMITS, SamplingParams(), counter=ApproxTokenCounter(), max_live=5)
+    runs = {"all": {"batches": backend.batches, "trajectories": {
+        t.sample_id: {"summary": t.summary(), "stream": t.token_stream(), "images_md5": [_md5(im) for im in t.images]}
+        for t in trajectories}}}
+    broken = samples[:3] + [EpisodeSample("<image>\nCase missing?", HERE / "missing.png", "missing")] + samples[3:6]
+    backend = _ScriptedBackend(cases | {"missing": []})
+    try:
+        rollout(backend, broken, TRAIN_LIMITS, SamplingParams(), counter=ApproxTokenCounter(), max_live=2)
+        error = None
+    except RolloutError as exc:
+        error = str(exc).replace(str(HERE), "<golden>")
+    runs["missing_image"] = {"batches": backend.batches, "error": error}
+    return {"image_size": list(IMAGE_SIZE), "counter": "ApproxTokenCounter", "max_live": 5, "runs": runs}
+
+
 # -- verl's agent loop --------------------------------------------------------------------------
 def agent_loop_cases(processor: Any) -> dict[str, dict[str, Any]]:
     """Name → ``turns`` (``[text, ends with EOS]``) or ``ids`` (+ ``logprobs``), loop ``settings``."""
@@ -263,6 +306,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from mini_o3.tiny import build_tiny_model
 
     (HERE / "episode.json").write_text(render(build_episode()), encoding="utf-8")
+    (HERE / "batched.json").write_text(render(build_batched()), encoding="utf-8")
     with tempfile.TemporaryDirectory() as tmp:
         processor = AutoProcessor.from_pretrained(str(build_tiny_model(Path(tmp) / "model", seed=0)))
         (HERE / "agent_loop.json").write_text(render(build_agent_loop(processor)), encoding="utf-8")
