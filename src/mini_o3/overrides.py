@@ -1,6 +1,7 @@
 """``key=value`` overrides of pydantic configs, as given to ``--set`` on the command line and as
 pipeline parameters. Values are read as YAML; dotted keys reach nested models and dict fields
-(``launch.mode=ray``, ``extra_args.save_total_limit=2``)."""
+(``launch.mode=ray``, ``extra_args.save_total_limit=2``); a config's ``FLAT_KEYS`` (flat alias →
+dotted path) keeps short keys for nested settings (``max_turns=4`` = ``rollout_limits.max_turns=4``)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ def apply_overrides(
     """
     root = type(config)
     label = label or f"{root.__name__} setting"
+    aliases: dict[str, str] = getattr(root, "FLAT_KEYS", {})
     assignments = list(assignments)
     data = config.model_dump()
     for assignment in assignments:
@@ -65,7 +67,7 @@ def apply_overrides(
         key = key.strip()
         if not sep or not key:
             raise ValueError(f"override {assignment!r} must look like key=value")
-        _assign(data, root, key, parse_value(raw), label, unknown_hint)
+        _assign(data, root, aliases.get(key, key), parse_value(raw), label, unknown_hint, shown=key)
     try:
         return root.model_validate(data)
     except ValidationError as exc:
@@ -73,8 +75,10 @@ def apply_overrides(
         raise ValueError(f"invalid override ({shown}): {describe_errors(exc)}") from exc
 
 
-def _assign(data: dict[str, Any], root: type[BaseModel], key: str, value: Any, label: str, hint: str) -> None:
-    """Set ``data[key path]``: model fields must exist; free-form dict fields nest freely."""
+def _assign(data: dict[str, Any], root: type[BaseModel], key: str, value: Any, label: str, hint: str,
+            shown: str = "") -> None:
+    """Set ``data[key path]``: model fields must exist; free-form dict fields nest freely.
+    ``shown``: the key as the user wrote it (a flat alias of ``key``), for messages."""
     path = key.split(".")
     model: Optional[type[BaseModel]] = root
     node = data
@@ -83,7 +87,7 @@ def _assign(data: dict[str, Any], root: type[BaseModel], key: str, value: Any, l
         if model is not None:
             field = model.model_fields.get(part)
             if field is None:
-                raise ValueError(_unknown(key, part, model, label, hint))
+                raise ValueError(_unknown(shown or key, part, model, label, hint))
             annotation = field.annotation
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 sub_model = annotation
@@ -98,7 +102,7 @@ def _assign(data: dict[str, Any], root: type[BaseModel], key: str, value: Any, l
 
 
 def _unknown(key: str, name: str, model: type[BaseModel], label: str, hint: str) -> str:
-    close = difflib.get_close_matches(name, list(model.model_fields), n=3)
+    close = difflib.get_close_matches(name, [*model.model_fields, *getattr(model, "FLAT_KEYS", {})], n=3)
     suggestion = f" (did you mean {', '.join(close)}?)" if close else ""
     return f"unknown {label} {key!r}: {name!r} is not a field of {model.__name__}{suggestion}" + (f"; {hint}" if hint else "")
 

@@ -164,7 +164,7 @@ def test_runaway_replies_never_balloon_the_store_or_viewer(bench, records, fault
     store = tmp_path / "out" / f"samples-{result.config_hash}.jsonl"
     first = next(json.loads(line) for line in store.read_text().splitlines() if json.loads(line)["question_id"] == records[0].id)
     assert first["termination"] == "void" and first["trajectory"]["turns"][0]["finish_reason"] == "length"
-    assert first["generated_tokens"] == EvalConfig().max_tokens_per_turn
+    assert first["generated_tokens"] == EvalConfig().limits().max_tokens_per_turn
     assert store.stat().st_size < 200_000 and (tmp_path / "out" / "viewer.html").stat().st_size < 200_000
 
 

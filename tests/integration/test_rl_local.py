@@ -9,7 +9,8 @@ from PIL import Image
 
 from mini_o3.data.synthetic import SynthConfig, generate
 from mini_o3.rl.local import run_rl_local
-from mini_o3.rollout.hf_backend import GenerationRequest, HFBackend, SamplingParams
+from mini_o3.rollout.hf_backend import GenerationRequest, HFBackend
+from mini_o3.rollout.settings import SamplingConfig
 from mini_o3.task import get_prompt_set
 
 pytestmark = pytest.mark.slow
@@ -109,11 +110,11 @@ def test_batched_generation_matches_one_at_a_time(tiny_dir):
                           (Image.new("RGB", (336, 448), "blue"),), 10, ("</grounding>",)),
     ]
     backend = HFBackend(model, processor)
-    greedy = SamplingParams(do_sample=False)
+    greedy = SamplingConfig(do_sample=False)
     batched = backend.generate(requests, greedy)
     single = [backend.generate([r], greedy)[0] for r in requests]
     assert batched == single
     assert batched[0].text != batched[1].text  # the two prompts really differ (left padding exercised)
     assert [o.num_tokens for o in batched] == [8, 10]
     # temperature 0 means greedy (vLLM's SamplingParams rule; HF generate refuses temperature=0 with sampling on)
-    assert backend.generate(requests, SamplingParams(do_sample=True, temperature=0.0)) == batched
+    assert backend.generate(requests, SamplingConfig(do_sample=True, temperature=0.0)) == batched

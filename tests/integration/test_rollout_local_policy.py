@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from mini_o3.evaluate.config import EvalConfig
-from mini_o3.rollout.hf_backend import SamplingParams, TokenizerCounter
+from mini_o3.rollout.hf_backend import TokenizerCounter
 from mini_o3.rollout.local_policy import LocalHFPolicy
 from mini_o3.task import EpisodeSample, PolicyRequest, run_episode
 
@@ -14,9 +14,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def policy(tiny_dir):
     config = EvalConfig(max_tokens_per_turn=6, concurrency=1)
-    sampling = SamplingParams(do_sample=config.do_sample, temperature=config.temperature, top_p=config.top_p,
-                              top_k=config.top_k)
-    return LocalHFPolicy(tiny_dir, config.limits(), sampling, prompt_set=config.prompt_set, parser=config.parser,
+    return LocalHFPolicy(tiny_dir, config.limits(), config.sampling, prompt_set=config.prompt_set, parser=config.parser,
                          concurrency=config.concurrency)
 
 

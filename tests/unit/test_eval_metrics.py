@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mini_o3.evaluate.config import EvalConfig
+from mini_o3.task import EVAL_LIMITS
 from mini_o3.evaluate.metrics import (
     avg_at_k,
     behaviour_summary,
@@ -101,7 +102,8 @@ def test_config_k_and_hash():
     c = EvalConfig()
     assert [c.k_for(ds) for ds in ("visual_probe_hard", "vstar_bench", "hrbench_8k", "mme_realworld", "synthetic_easy")] == [32, 32, 8, 1, 1]
     assert EvalConfig(k=4).k_for("visual_probe_hard") == 4
-    assert c.max_turns == 12 and c.limits().max_turns == 12 and c.limits().max_images == 12
+    assert c.rollout_limits.max_turns == 12 and c.limits().max_turns == 12 and c.limits().max_images == 12
+    assert c.limits() == EVAL_LIMITS and EvalConfig(max_images=4).limits() == EVAL_LIMITS.with_(max_images=4)
     assert EvalConfig(k=4, limit=3).config_hash("p") == c.config_hash("p")  # k / limit reuse samples
     assert EvalConfig(max_turns=32).config_hash("p") != c.config_hash("p")
     assert c.config_hash("q") != c.config_hash("p")

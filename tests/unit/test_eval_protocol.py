@@ -29,6 +29,7 @@ from mini_o3.judge.client import judge_setup_error
 from mini_o3.judge.config import JudgeConfig
 from mini_o3.evaluate.report import NOT_COMPARABLE, protocol_summary, render_markdown
 from mini_o3.evaluate.runner import EvalError, build_judge, resolve_config, score_sample
+from mini_o3.rollout.settings import flat_dump
 
 JUDGE_ENV = ("END_POINT", "API_VERSION", "API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL")
 
@@ -141,7 +142,7 @@ def _report(config: EvalConfig, failures: int = 0) -> dict:
     summary = {"questions": 1, "samples": 1, "k": 1, "avg_at_k": 1.0, "se": None, "ci95": None, "maj_at_k": 1.0,
                "pass_at_k": {"1": 1.0}, "excluded": 0, "missing": 0, "behaviour": behaviour}
     benchmarks = {"vstar": {"overall": summary, "data_sources": {"vstar_bench": summary}, "categories": {"-": summary}}}
-    return {"policy": "p", "config_hash": "h", "store": "s", "config": config.model_dump(mode="json"),
+    return {"policy": "p", "config_hash": "h", "store": "s", "config": flat_dump(config, mode="json"),
             "protocol": protocol_summary(config, benchmarks), "benchmarks": benchmarks}
 
 

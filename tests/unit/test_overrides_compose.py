@@ -27,4 +27,5 @@ def test_embedded_eval_defaults_survive_a_limit():
     defaults = embedded_params(EmbeddedConfig(profile="smoke"), Path("model"))
     values = compose_params(defaults, {"p4_eval_overrides": ["limit=2"]})
     config = resolve_config(None, values["p4_eval_overrides"])
-    assert config.limit == 2 and config.max_turns == 2 and config.max_tokens_per_turn == 8 and config.max_pixels == 60000
+    limits = config.limits()
+    assert config.limit == 2 and limits.max_turns == 2 and limits.max_tokens_per_turn == 8 and limits.max_pixels == 60000

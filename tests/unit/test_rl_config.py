@@ -96,9 +96,19 @@ SEED_JUDGE = {
 }
 
 
+def setting(config: RLConfig, key: str):
+    """A setting by its flat key; a nested limit / sampling key (``RLConfig.FLAT_KEYS``) reads the
+    value the engines use (``val_`` ones: the validation value after falling back)."""
+    if key not in RLConfig.FLAT_KEYS:
+        return getattr(config, key)
+    parent, name = RLConfig.FLAT_KEYS[key].split(".")
+    effective = {"val_rollout_limits": config.val_limits_config(), "val_sampling": config.val_sampling_config()}
+    return getattr(effective.get(parent) or getattr(config, parent), name)
+
+
 @pytest.mark.parametrize(("field", "value"), sorted(SEED.items()))
 def test_defaults_are_the_seed(field, value):
-    assert getattr(RLConfig(), field) == value
+    assert setting(RLConfig(), field) == value
 
 
 @pytest.mark.parametrize(("field", "value"), sorted(SEED_JUDGE.items()))
@@ -143,8 +153,30 @@ def test_limits_and_reward_weights():
     custom = config.with_overrides(["max_turns=3", "val_max_images=32", "val_max_turns=32", "context_margin=100"])
     assert (custom.train_limits().max_turns, custom.train_limits().context_cap) == (3, 32668)
     assert (custom.val_limits().max_turns, custom.val_limits().max_images) == (32, 32)
+    assert custom.val_limits().context_cap == 32668  # unset validation limits are the training values
     weights = config.with_overrides(["format_reward_weight=1.0", "tool_call_penalty=0.1"]).reward_weights()
     assert weights == RewardWeights(accuracy=1.0, format=1.0, tool_call_penalty=0.1, use_tool=0.0)
+
+
+def test_validation_settings_fall_back_to_the_training_values():
+    config = RLConfig().with_overrides(["max_images=4", "max_tokens_per_turn=64", "temperature=0.7", "top_k=20"])
+    assert (config.val_limits().max_images, config.val_limits().max_tokens_per_turn) == (4, 64)
+    assert config.val_limits().max_turns == 12  # set: the seed's validation turns
+    assert config.val_sampling_config() == config.sampling.model_copy(update={"temperature": 0.7, "top_k": 20})
+    config = config.with_overrides(["val_temperature=0", "val_max_context=8192", "val_do_sample=false"])
+    assert (config.val_sampling_config().temperature, config.sampling.temperature) == (0.0, 0.7)
+    assert (config.val_limits().max_context, config.train_limits().max_context) == (8192, 32768)
+    assert config.val_sampling_config().do_sample is False and config.sampling.do_sample is True
+
+
+def test_flat_keys_are_the_nested_settings():
+    flat = RLConfig(max_turns=3, val_max_turns=5, temperature=0.5, val_top_p=0.9)
+    nested = RLConfig().with_overrides(["rollout_limits.max_turns=3", "val_rollout_limits.max_turns=5",
+                                        "sampling.temperature=0.5", "val_sampling.top_p=0.9"])
+    assert flat == nested == RLConfig.model_validate(flat.model_dump())
+    assert (flat.train_limits().max_turns, flat.val_limits().max_turns, flat.val_sampling_config().top_p) == (3, 5, 0.9)
+    with pytest.raises(ValueError, match=r"unknown RL setting 'max_turn'.*did you mean max_turns"):
+        RLConfig().with_overrides(["max_turn=3"])
 
 
 def test_overrides():
@@ -186,6 +218,9 @@ def test_overrides():
         ("top_p=0", "top_p"),
         ("min_pixels=3000000", r"min_pixels \(3000000\) exceeds max_pixels"),
         ("context_margin=40000", r"context_margin \(40000\) must be < max_context"),
+        ("val_context_margin=40000", r"context_margin \(40000\) must be < max_context"),
+        ("val_top_k=0", "top_k must be -1"),
+        ("val_max_turns=0", "max_turns"),
         ("save_freq=0", "save_freq and test_freq"),
         ("train_files=[]", "train_files must name"),
         ("adam_betas=[0.9, 1.0]", "adam_betas"),

@@ -3,7 +3,7 @@
 import pytest
 from PIL import Image
 
-from mini_o3.rollout.hf_backend import SamplingParams
+from mini_o3.rollout.settings import SamplingConfig
 from mini_o3.rollout.batched_rollout import RolloutError, rollout
 from mini_o3.task import EpisodeSample, PolicyOutput, RolloutLimits, answer_turn, tool_turn
 
@@ -33,7 +33,7 @@ def samples(counts):
 
 def test_all_live_episodes_share_one_generate_call():
     backend = ScriptedBackend()
-    trajs = rollout(backend, samples([0, 2, 1]), LIMITS, SamplingParams())
+    trajs = rollout(backend, samples([0, 2, 1]), LIMITS, SamplingConfig())
     assert [t.num_turns for t in trajs] == [1, 3, 2]
     assert [t.sample_id for t in trajs] == ["s0", "s1", "s2"]
     assert all(t.termination == "answer" for t in trajs)
@@ -43,7 +43,7 @@ def test_all_live_episodes_share_one_generate_call():
 
 def test_max_live_bounds_the_batch_and_refills():
     backend = ScriptedBackend()
-    trajs = rollout(backend, samples([0, 0, 0]), LIMITS, SamplingParams(), max_live=2)
+    trajs = rollout(backend, samples([0, 0, 0]), LIMITS, SamplingConfig(), max_live=2)
     assert len(trajs) == 3
     assert [len(b) for b in backend.batches] == [2, 1]
 
@@ -54,4 +54,4 @@ def test_backend_failure_names_the_sample():
             raise RuntimeError("device lost")
 
     with pytest.raises(RolloutError, match="s0.*device lost"):
-        rollout(Broken(), samples([0, 1]), LIMITS, SamplingParams())
+        rollout(Broken(), samples([0, 1]), LIMITS, SamplingConfig())

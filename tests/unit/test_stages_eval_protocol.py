@@ -33,7 +33,7 @@ def test_credentials_in_the_environment_choose_paper(monkeypatch):
 @pytest.mark.parametrize(("judge", "reason"), [(False, "given no judge"), (None, "OPENAI_API_KEY not set")])
 def test_no_judge_falls_back_to_rule_and_says_why(judge, reason):
     config, fallback = scoring_protocol(resolve_config(None, ["max_turns=2"]), judge, ["max_turns=2"])
-    assert config.protocol == "rule" and config.max_turns == 2
+    assert config.protocol == "rule" and config.limits().max_turns == 2
     assert fallback and "paper protocol needs the LLM judge" in fallback and reason in fallback
 
 

@@ -77,6 +77,15 @@ def test_changed_settings_and_no_validation(tmp_path):
     assert cfg.trainer.v1.sampler.sampler_kwargs.enable is False
 
 
+def test_validation_limits_and_sampling_fall_back_to_training(tmp_path):
+    config = RLConfig().with_overrides(["top_p=0.9", "top_k=20", "val_top_k=5", "max_context=16384",
+                                        "val_max_context=20000", "do_sample=false"])
+    r = _compose(_build(tmp_path, config)).actor_rollout_ref.rollout
+    assert (r.temperature, r.top_p, r.top_k) == (0.0, 0.9, 20)  # do_sample=false: verl's greedy
+    assert (r.val_kwargs.temperature, r.val_kwargs.top_p, r.val_kwargs.top_k) == (1.0, 0.9, 5)
+    assert r.max_model_len == 20000  # the larger context of the two splits
+
+
 def test_a_misspelled_key_fails_composition(tmp_path):
     bad = [o.replace("clip_ratio_high=", "clip_ratio_hihg=") for o in _build(tmp_path)]
     with pytest.raises(ConfigCompositionException, match="clip_ratio_hihg"):
@@ -104,6 +113,8 @@ def test_generated_yaml_files(tmp_path):
         ([], {"nnodes": 3, "n_gpus_per_node": 7}, "divisible"),
         (["adv_eps=1e-5"], {}, "adv_eps"),
         (["over_turn_mode=paper", "ignore_exceed=false"], {}, "ignore_exceed"),
+        (["val_max_pixels=1000000"], {}, "one crop tool serves both splits"),
+        (["val_relative_coordinates=false"], {}, "leave val_relative_coordinates unset"),
     ],
 )
 def test_settings_verl_cannot_express_are_refused(sets, kw, message):

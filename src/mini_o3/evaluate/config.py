@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mini_o3.task import DEFAULT_PROMPT_SET, RolloutLimits
+from mini_o3.data.bench.registry import PAPER_K  # k per family (BenchSpec.default_k)
+from mini_o3.rollout.settings import LimitsConfig, SamplingConfig, flat_dump, flat_keys, lift_flat_keys
+from mini_o3.task import DEFAULT_PROMPT_SET, EVAL_LIMITS, RolloutLimits
 
 from mini_o3.judge.config import JudgeConfig
 
-#: Paper k per data-source family (Table 1 caption): Avg@32 VisualProbe / V*, Avg@8 HR-Bench,
-#: Avg@1 MME-RealWorld. Matched by prefix of ``BenchRecord.data_source``.
-PAPER_K: dict[str, int] = {"visual_probe": 32, "vstar": 32, "hrbench": 8, "mme_realworld": 1}
 
 #: Fields that do not change any single sample's outcome (excluded from ``config_hash``).
 _RUN_CONTROL = {"k", "k_by_family", "default_k", "limit", "concurrency", "viewer_samples", "viewer_max_side",
@@ -55,28 +54,23 @@ class EvalConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
+    #: Flat override keys of the nested limits / sampling: ``max_turns`` = ``rollout_limits.max_turns``,
+    #: ``temperature`` = ``sampling.temperature``, ...
+    FLAT_KEYS: ClassVar[dict[str, str]] = {**flat_keys("", LimitsConfig, "rollout_limits"),
+                                           **flat_keys("", SamplingConfig, "sampling")}
 
     # -- k ---------------------------------------------------------------------------------
     k: int | None = Field(None, ge=1, description="samples per question for every benchmark (overrides the defaults)")
     k_by_family: dict[str, int] = Field(default_factory=lambda: dict(PAPER_K),
                                         description="k by data_source prefix (paper values)")
     default_k: int = Field(1, ge=1, description="k for data sources no family matches (e.g. synthetic)")
-    # -- rollout limits (RolloutLimits) -----------------------------------------------------
-    max_turns: int = Field(12, ge=1, description="assistant turns per episode (32 reproduces the VP-Hard headline)")
-    max_images: int = Field(12, ge=1, description="images in context, the original included")
-    max_tokens_per_turn: int = Field(8192, ge=1)
-    max_context: int = Field(32768, ge=1)
-    context_margin: int = Field(2000, ge=0)
-    min_pixels: int = Field(40_000, ge=1)
-    max_pixels: int = Field(2_000_000, ge=1)
-    relative_coordinates: bool = True
-    # -- prompt / parser / sampling ---------------------------------------------------------
+    # -- rollout limits and sampling (flat keys: FLAT_KEYS) ----------------------------------
+    rollout_limits: LimitsConfig = Field(default_factory=lambda: LimitsConfig.of(EVAL_LIMITS),
+                                         description="episode limits (12 turns; max_turns=32 reproduces the VP-Hard headline)")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="sampling of every turn")
+    # -- prompt / parser --------------------------------------------------------------------
     prompt_set: str = DEFAULT_PROMPT_SET
     parser: Literal["strict", "lenient"] = "strict"
-    do_sample: bool = True
-    temperature: float = Field(1.0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(-1, description="<= 0 disables top-k")
     seed: int = Field(0, description="base seed; each (question, sample) derives its own")
     # -- scoring ----------------------------------------------------------------------------
     protocol: Protocol = Field(
@@ -105,6 +99,11 @@ class EvalConfig(BaseModel):
     limit: int | None = Field(None, ge=1, description="first N questions of each benchmark only")
     viewer_samples: int = Field(40, ge=0, description="samples shown in viewer.html")
     viewer_max_side: int = Field(384, ge=32, description="longest side of viewer images, px")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_keys(cls, data: Any) -> Any:
+        return lift_flat_keys(cls, cls.FLAT_KEYS, data)
 
     @field_validator("judge", mode="before")
     @classmethod
@@ -137,15 +136,11 @@ class EvalConfig(BaseModel):
         return self.k_by_family[max(matches, key=len)] if matches else self.default_k
 
     def limits(self) -> RolloutLimits:
-        return RolloutLimits(
-            max_turns=self.max_turns, max_images=self.max_images, max_tokens_per_turn=self.max_tokens_per_turn,
-            max_context=self.max_context, context_margin=self.context_margin, min_pixels=self.min_pixels,
-            max_pixels=self.max_pixels, relative_coordinates=self.relative_coordinates,
-        )
+        return self.rollout_limits.limits()
 
     def config_hash(self, policy_spec: str) -> str:
         """12 hex digits fingerprinting the policy and every outcome-relevant setting."""
-        data = self.model_dump(mode="json", exclude=_RUN_CONTROL)
+        data = flat_dump(self, mode="json", exclude=_RUN_CONTROL)  # flat: the hash of the top-level fields before
         data["serve"] = {k: v for k, v in data["serve"].items() if k not in _SERVE_TRANSPORT}
         if self.protocol == "rule":
             data.pop("judge")

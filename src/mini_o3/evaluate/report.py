@@ -10,7 +10,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mini_o3.data.bench.registry import paper_columns, paper_rows, scorer_for
 from mini_o3.redact import redact
+from mini_o3.rollout.settings import flat_dump
 
 from .config import EvalConfig
 from .metrics import behaviour_summary, chance_level, mme_realworld_accuracy, score_summary
@@ -19,16 +21,10 @@ from .store import SampleStore
 if TYPE_CHECKING:
     from .runner import Question
 
-#: Paper Table 1 columns: data source → label (paper order).
-PAPER_COLUMNS: dict[str, str] = {
-    "visual_probe_hard": "VP-hard", "visual_probe_medium": "VP-medium", "visual_probe_easy": "VP-easy",
-    "vstar_bench": "V*", "hrbench_4k": "HR-4K", "hrbench_8k": "HR-8K", "mme_realworld": "MME-RW",
-}
-#: Paper Table 1 rows (percent; Avg@32 VP / V*, Avg@8 HR, Avg@1 MME-RW; 7B models).
-PAPER_ROWS: dict[str, dict[str, float]] = {
-    "Mini-o3 (paper)": dict(zip(PAPER_COLUMNS, (48.0, 50.4, 67.0, 88.2, 77.5, 73.3, 65.5))),
-    "Qwen2.5-VL-7B-Instruct (paper)": dict(zip(PAPER_COLUMNS, (23.9, 26.0, 39.1, 75.5, 68.2, 62.7, 57.3))),
-}
+#: Paper Table 1 columns: data source → label (paper order); rows: model → data source → percent
+#: (Avg@32 VP / V*, Avg@8 HR, Avg@1 MME-RW; 7B models). Both from the benchmarks' ``BenchSpec``.
+PAPER_COLUMNS: dict[str, str] = paper_columns()
+PAPER_ROWS: dict[str, dict[str, float]] = paper_rows()
 
 
 def group_samples(questions: list[Question], store: SampleStore) -> dict[str, list[tuple[Question, list[dict[str, Any]]]]]:
@@ -128,7 +124,7 @@ def build_report(questions: list[Question], store: SampleStore, config: EvalConf
     return {
         "policy": spec,
         "config_hash": config.config_hash(spec),
-        "config": redact(config.model_dump(mode="json")),
+        "config": redact(flat_dump(config, mode="json")),  # flat keys: max_turns, temperature, ...
         "store": store.path.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "protocol": protocol_summary(config, benchmarks),
@@ -258,7 +254,7 @@ def mme_realworld_summary(items: list[tuple[Question, list[dict[str, Any]]]]) ->
     rows = []
     for q, samples in items:
         scores = [s["score"] for s in samples if s["score"] is not None]
-        if q.record.data_source.startswith("mme_realworld") and scores:
+        if scorer_for(q.record.data_source) == "mme_realworld" and scores:
             meta = q.record.meta
             rows.append((meta.get("task") or "-", meta.get("subtask") or "-", meta.get("category") or "-",
                          sum(scores) / len(scores)))

@@ -185,13 +185,10 @@ def build_policy(spec: PolicySpec, config: EvalConfig, *, gpus: int = 1) -> tupl
         return str(getattr(spec, "spec", type(spec).__name__)), spec
     kind, target = policy_kind(spec)
     if kind == "local":
-        from mini_o3.rollout.hf_backend import SamplingParams
         from mini_o3.rollout.local_policy import LocalHFPolicy
 
-        sampling = SamplingParams(do_sample=config.do_sample, temperature=config.temperature, top_p=config.top_p,
-                                  top_k=config.top_k)
         try:
-            policy = LocalHFPolicy(Path(target), config.limits(), sampling, prompt_set=config.prompt_set,
+            policy = LocalHFPolicy(Path(target), config.limits(), config.sampling, prompt_set=config.prompt_set,
                                    parser=config.parser, concurrency=config.concurrency)
         except ValueError as exc:
             raise EvalError(str(exc)) from exc
@@ -230,9 +227,10 @@ def openai_policy(target: str, config: EvalConfig) -> EpisodePolicy:
     url, _, model = target.partition("#")
     if not url.startswith(("http://", "https://")):
         raise EvalError(f"policy spec 'openai:{target}': the URL must start with http:// or https://")
+    sampling = config.sampling
     fields: dict[str, Any] = dict(
-        base_url=url, temperature=config.temperature if config.do_sample else 0.0,
-        top_p=config.top_p if config.do_sample else 1.0, top_k=config.top_k if config.do_sample else -1,
+        base_url=url, temperature=sampling.temperature if sampling.do_sample else 0.0,
+        top_p=sampling.top_p if sampling.do_sample else 1.0, top_k=sampling.top_k if sampling.do_sample else -1,
         seed=config.seed, concurrency=config.concurrency,
     )
     if model:

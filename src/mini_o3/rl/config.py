@@ -22,13 +22,16 @@ Overrides are ``key=value`` strings, values read as YAML, nested keys with dots:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..judge.config import JudgeConfig
 from ..overrides import apply_overrides
-from ..task import DEFAULT_PROMPT_SET, EVAL_LIMITS, TRAIN_LIMITS, RewardWeights, RolloutLimits
+from ..rollout.settings import (
+    LimitsConfig, SamplingConfig, ValLimitsConfig, ValSamplingConfig, flat_keys, lift_flat_keys, with_fallback,
+)
+from ..task import DEFAULT_PROMPT_SET, EVAL_LIMITS, RewardWeights, RolloutLimits
 
 LossAggMode = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"]
 OverTurnModeName = Literal["code", "paper"]
@@ -72,6 +75,12 @@ class RLConfig(BaseModel):
     """Every knob of the GRPO stage; both RL engines translate it to their own settings."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    #: Flat override keys of the nested limits / sampling: ``max_turns`` = ``rollout_limits.max_turns``,
+    #: ``val_max_turns`` = ``val_rollout_limits.max_turns``, ``temperature`` = ``sampling.temperature``, ...
+    FLAT_KEYS: ClassVar[dict[str, str]] = {
+        **flat_keys("", LimitsConfig, "rollout_limits"), **flat_keys("val_", LimitsConfig, "val_rollout_limits"),
+        **flat_keys("", SamplingConfig, "sampling"), **flat_keys("val_", SamplingConfig, "val_sampling"),
+    }
 
     # -- model and data ---------------------------------------------------------------------------
     model_path: str = Field("Mini-o3/Mini-o3-7B-SFT", description="HF id or local path of the SFT policy")
@@ -119,25 +128,18 @@ class RLConfig(BaseModel):
         8, gt=0, description="fail once this many generation batches in a row gave no valid group (no reward "
                              "variance: a too-weak or saturated policy); not in the seed, which loops to "
                              "max_num_gen_batches")
-    # -- rollout limits ---------------------------------------------------------------------------
-    max_turns: int = Field(6, gt=0, description="assistant turns per training episode (max_generation_round)")
-    max_images: int = Field(12, gt=0, description="images per training episode, original included")
-    val_max_turns: int = Field(12, gt=0, description="assistant turns per validation episode")
-    val_max_images: int = Field(12, gt=0, description="images per validation episode, original included")
-    max_tokens_per_turn: int = Field(8192, gt=0, description="generation cap per turn (response_length)")
-    max_context: int = Field(32768, gt=0, description="total context in tokens (max_total_response_length)")
-    context_margin: int = Field(2000, ge=0, description="episodes stop at max_context - context_margin")
+    # -- rollout limits and sampling (flat keys: FLAT_KEYS) ----------------------------------------
+    rollout_limits: LimitsConfig = Field(default_factory=LimitsConfig,
+                                         description="training episode limits (6 turns, 12 images, 8192/turn, 32768 ctx)")
+    val_rollout_limits: ValLimitsConfig = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ValLimitsConfig(max_turns=EVAL_LIMITS.max_turns),
+        description="validation episode limits; a None field is the training value (seed: 12 turns)")
     max_prompt_length: int = Field(8192, gt=0, description="longest initial prompt in tokens; longer rows are filtered")
-    min_pixels: int = Field(40_000, gt=0, description="smallest model-facing image area")
-    max_pixels: int = Field(2_000_000, gt=0, description="largest model-facing image area")
-    relative_coordinates: bool = Field(True, description="bbox values are fractions of the image size")
     parser: Literal["strict", "lenient"] = Field("strict", description="tool-call parser (seed regex: strict)")
-    # -- sampling ---------------------------------------------------------------------------------
-    temperature: float = Field(1.0, ge=0, description="training rollout temperature")
-    top_p: float = Field(1.0, gt=0, le=1, description="training rollout nucleus mass")
-    top_k: int = Field(-1, description="training rollout top-k (-1: off)")
-    val_temperature: float = Field(1.0, ge=0, description="validation temperature when sampling")
-    val_do_sample: bool = Field(True, description="sample in validation (README eval); False: greedy")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="training rollout sampling (T=1)")
+    val_sampling: ValSamplingConfig = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ValSamplingConfig(do_sample=True),
+        description="validation sampling; a None field is the training value (README eval: sampled)")
     val_n: int = Field(32, gt=0, description="samples per validation question: the k of Avg@k (README eval)")
     # -- reward -----------------------------------------------------------------------------------
     acc_reward_weight: float = Field(1.0, description="weight of the 0/1 accuracy")
@@ -160,6 +162,11 @@ class RLConfig(BaseModel):
                              "the merged bf16 HF policy, ~14 bytes per parameter (Qwen2.5-VL-7B: ~115 GB); the work "
                              "volume peaks at max(N, 2) of them (chart README: Sizing). The stage hands on the newest")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_keys(cls, data: Any) -> Any:
+        return lift_flat_keys(cls, cls.FLAT_KEYS, data)
+
     @model_validator(mode="after")
     def _consistent(self) -> RLConfig:
         if self.train_batch_size % self.ppo_mini_batch_size:
@@ -173,12 +180,10 @@ class RLConfig(BaseModel):
                 f"a mini-batch of {mini} trajectories (ppo_mini_batch_size * rollout_n) must be a multiple "
                 f"of ppo_micro_batch_size_per_gpu ({self.ppo_micro_batch_size_per_gpu})"
             )
-        if self.context_margin >= self.max_context:
-            raise ValueError(f"context_margin ({self.context_margin}) must be < max_context ({self.max_context})")
-        if self.min_pixels > self.max_pixels:
-            raise ValueError(f"min_pixels ({self.min_pixels}) exceeds max_pixels ({self.max_pixels})")
-        if self.top_k == 0 or self.top_k < -1:
-            raise ValueError(f"top_k must be -1 (off) or positive, got {self.top_k}")
+        self.val_limits_config()  # the merged validation limits must be consistent too
+        for sampling in (self.sampling, self.val_sampling_config()):
+            if sampling.top_k == 0 or sampling.top_k < -1:
+                raise ValueError(f"top_k must be -1 (off) or positive, got {sampling.top_k}")
         if self.save_freq == 0 or self.save_freq < -1 or self.test_freq == 0 or self.test_freq < -1:
             raise ValueError("save_freq and test_freq must be -1 (never) or positive")
         if not self.train_files:
@@ -225,23 +230,19 @@ class RLConfig(BaseModel):
 
     def train_limits(self) -> RolloutLimits:
         """Limits of a training episode (6 turns, 12 images)."""
-        return self._limits(TRAIN_LIMITS, self.max_turns, self.max_images)
+        return self.rollout_limits.limits()
+
+    def val_limits_config(self) -> LimitsConfig:
+        """The validation limits: ``val_rollout_limits`` over ``rollout_limits``."""
+        return with_fallback(self.val_rollout_limits, self.rollout_limits)
 
     def val_limits(self) -> RolloutLimits:
         """Limits of a validation episode (12 turns, 12 images)."""
-        return self._limits(EVAL_LIMITS, self.val_max_turns, self.val_max_images)
+        return self.val_limits_config().limits()
 
-    def _limits(self, base: RolloutLimits, turns: int, images: int) -> RolloutLimits:
-        return base.with_(
-            max_turns=turns,
-            max_images=images,
-            max_tokens_per_turn=self.max_tokens_per_turn,
-            max_context=self.max_context,
-            context_margin=self.context_margin,
-            min_pixels=self.min_pixels,
-            max_pixels=self.max_pixels,
-            relative_coordinates=self.relative_coordinates,
-        )
+    def val_sampling_config(self) -> SamplingConfig:
+        """The validation sampling: ``val_sampling`` over ``sampling``."""
+        return with_fallback(self.val_sampling, self.sampling)
 
     def reward_weights(self) -> RewardWeights:
         return RewardWeights(

@@ -3,6 +3,7 @@
 Both RL engines and the evaluator stand on this room; it imports only the task kit (and small
 shared helpers), never ``rl``, ``evaluate``, ``stages`` or ``kfp``.
 
+* ``settings``         ``LimitsConfig``, ``SamplingConfig``: the limits / sampling shapes RL and evaluation compose
 * ``hf_backend``       ``HFBackend``: one left-padded ``generate`` over a batch of requests; ``TokenizerCounter``
 * ``batched_rollout``  ``rollout``: many task-kit ``Episode``s stepped in lock-step through one backend
 * ``local_policy``     ``LocalHFPolicy``: the ``local:DIR`` policy (batched HF rollouts)

@@ -20,7 +20,8 @@ from mini_o3.task import (
     Trajectory,
 )
 
-from .hf_backend import GenerationRequest, RolloutBackend, SamplingParams
+from .hf_backend import GenerationRequest, RolloutBackend
+from .settings import SamplingConfig
 
 
 @dataclass
@@ -40,7 +41,7 @@ def rollout(
     backend: RolloutBackend,
     samples: Sequence[EpisodeSample],
     limits: RolloutLimits,
-    sampling: SamplingParams,
+    sampling: SamplingConfig,
     *,
     counter: TokenCounter | None = None,
     prompt_set: str | PromptSet = DEFAULT_PROMPT_SET,

@@ -16,6 +16,8 @@ from PIL import Image
 
 from mini_o3.task import PolicyOutput, image_tokens
 
+from .settings import SamplingConfig
+
 #: Largest valid Qwen2.5 token id; larger ids (padded vocabulary) are dropped, as in the reference.
 MAX_VALID_TOKEN_ID = 151664
 
@@ -29,16 +31,6 @@ class GenerationRequest:
     images: tuple[Image.Image, ...]
     max_tokens: int
     stop: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """Sampling of one batch; ``top_k <= 0`` means no top-k, ``do_sample=False`` is greedy."""
-
-    do_sample: bool = True
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = -1
 
 
 class TokenizerCounter:
@@ -55,7 +47,7 @@ class TokenizerCounter:
 
 
 class RolloutBackend(Protocol):
-    def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingParams) -> list[PolicyOutput]: ...
+    def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> list[PolicyOutput]: ...
 
 
 class HFBackend:
@@ -85,7 +77,7 @@ class HFBackend:
         model = AutoModelForImageTextToText.from_pretrained(str(model_dir), dtype=dtype).to(device).eval()
         return cls(model, processor, device=device, max_batch_size=max_batch_size)
 
-    def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingParams) -> list[PolicyOutput]:
+    def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> list[PolicyOutput]:
         # One generate call per stop-string set (in practice all requests share ("</grounding>",)).
         order = sorted(range(len(requests)), key=lambda i: requests[i].stop)
         by_index: dict[int, PolicyOutput] = {}
@@ -101,7 +93,7 @@ class HFBackend:
             start = end
         return [by_index[i] for i in range(len(requests))]
 
-    def _generate_chunk(self, requests: Sequence[GenerationRequest], sampling: SamplingParams) -> list[PolicyOutput]:
+    def _generate_chunk(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> list[PolicyOutput]:
         import torch
 
         tokenizer = self.processor.tokenizer

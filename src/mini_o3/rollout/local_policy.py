@@ -11,7 +11,8 @@ from mini_o3.task import EpisodeSample, RolloutLimits, Trajectory
 from mini_o3.task.grounding import ParserMode
 
 from .batched_rollout import rollout
-from .hf_backend import HFBackend, SamplingParams, TokenizerCounter
+from .hf_backend import HFBackend, TokenizerCounter
+from .settings import SamplingConfig
 from .model_identity import model_identity
 
 
@@ -20,7 +21,7 @@ class LocalHFPolicy:
     rolls out a batch of episodes under ``limits``, the prompt set, parser and ``sampling``, at
     most ``concurrency`` episodes per generate call."""
 
-    def __init__(self, model_dir: str | Path, limits: RolloutLimits, sampling: SamplingParams, *,
+    def __init__(self, model_dir: str | Path, limits: RolloutLimits, sampling: SamplingConfig, *,
                  prompt_set: str, parser: ParserMode, concurrency: int, device: str = "cpu") -> None:
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():

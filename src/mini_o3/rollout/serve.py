@@ -120,8 +120,9 @@ def eval_serve_config(model: str | Path, eval_config: Any, gpus: int = 1, **fiel
     ``max_context`` / ``max_images``, e.g. the 32-image headline setting) and ``gpus`` split by
     ``parallelism``; ``fields`` (e.g. ``EvalConfig.serve``) override any of these."""
     tp, dp = parallelism(model, gpus)
-    values: dict[str, Any] = dict(model=str(model), max_model_len=eval_config.max_context,
-                                  limit_mm_per_prompt={"image": eval_config.max_images}, tensor_parallel_size=tp,
+    limits = eval_config.limits()
+    values: dict[str, Any] = dict(model=str(model), max_model_len=limits.max_context,
+                                  limit_mm_per_prompt={"image": limits.max_images}, tensor_parallel_size=tp,
                                   data_parallel_size=dp)
     return ServeConfig(**{**values, **fields})
 

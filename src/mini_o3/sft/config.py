@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..overrides import apply_overrides
+from ..task import TRAIN_LIMITS
 
 DeepSpeedStage = Literal["none", "z2", "z3", "z3_offload"]
 AttentionImpl = Literal["auto", "disabled", "sdpa", "fa2", "fa3"]
@@ -76,8 +77,9 @@ class SFTConfig(BaseModel):
     # -- model --------------------------------------------------------------------------------
     model_name_or_path: str = Field("Qwen/Qwen2.5-VL-7B-Instruct", description="HF id or local path of the base model")
     trust_remote_code: bool = Field(True, description="allow model code from the checkpoint")
-    image_max_pixels: int = Field(2_000_000, gt=0, description="largest image area fed to the model (not LF's 262144)")
-    image_min_pixels: int = Field(40_000, gt=0, description="smallest image area fed to the model")
+    image_max_pixels: int = Field(TRAIN_LIMITS.max_pixels, gt=0,
+                                  description="largest image area fed to the model (the rollouts'; not LF's 262144)")
+    image_min_pixels: int = Field(TRAIN_LIMITS.min_pixels, gt=0, description="smallest image area fed to the model")
     video_max_pixels: int = Field(16_384, gt=0, description="largest video frame area (unused by Mini-o3)")
     flash_attn: AttentionImpl = Field("fa2", description="attention kernel; CPU runs switch to sdpa")
     # -- method -------------------------------------------------------------------------------

@@ -93,7 +93,7 @@ def scripts(config: RLConfig) -> dict[str, tuple[str, list[PolicyOutput]]]:
         ),
         "exceed_turns": (
             "a tool call on every one of the 6 training turns: exceed (turns), no answer",
-            [PolicyOutput(call([0.1, 0.1, 0.9, 0.9]))] * config.max_turns,
+            [PolicyOutput(call([0.1, 0.1, 0.9, 0.9]))] * config.train_limits().max_turns,
         ),
         "exceed_context": (
             "a tool call that fits under the context cap whose observation would not: observation undone, exceed (context)",

@@ -102,7 +102,9 @@ class BenchRecord(BaseModel):
     @property
     def is_mme(self) -> bool:
         """An MME-RealWorld item carrying its official choices (scored by the official letter rule)."""
-        return self.data_source.startswith("mme_realworld") and bool(self.meta.get("choices"))
+        from .registry import scorer_for  # the registry imports the converters, which import this module
+
+        return scorer_for(self.data_source) == "mme_realworld" and bool(self.meta.get("choices"))
 
     def rule_score(self, prediction: Optional[str]) -> float:
         """The task kit's rule scorer for this item: MME-RealWorld's letter rule on the answer span,

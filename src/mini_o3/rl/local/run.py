@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from mini_o3.rollout.batched_rollout import RolloutStats, rollout
-from mini_o3.rollout.hf_backend import HFBackend, SamplingParams
+from mini_o3.rollout.hf_backend import HFBackend
+from mini_o3.rollout.settings import flat_dump
 from mini_o3.task.grpo import group_advantages
 
 from ..config import RLConfig
@@ -115,13 +116,10 @@ def run_rl_local(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "rl_config.json").write_text(config.model_dump_json(indent=2))
-    logger = MetricsLogger(out_dir, progress=progress, params={"model": str(model_dir), **config.model_dump()})
+    logger = MetricsLogger(out_dir, progress=progress, params={"model": str(model_dir), **flat_dump(config)})
     backend = HFBackend(policy, processor, device=device, max_batch_size=generate_batch_size)
     counter = TokenizerCounter(processor.tokenizer)
-    train_sampling = SamplingParams(do_sample=config.temperature > 0, temperature=config.temperature,
-                                    top_p=config.top_p, top_k=config.top_k)
-    val_sampling = SamplingParams(do_sample=config.val_do_sample, temperature=config.val_temperature,
-                                  top_p=config.top_p, top_k=config.top_k)
+    train_sampling, val_sampling = config.sampling, config.val_sampling_config()  # temperature 0: greedy
     settings = LossSettings.from_config(config)
     weights = config.reward_weights()
     n = config.rollout_n

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mini_o3.rollout.batched_rollout import RolloutStats, rollout
-from mini_o3.rollout.hf_backend import RolloutBackend, SamplingParams
+from mini_o3.rollout.hf_backend import RolloutBackend
+from mini_o3.rollout.settings import SamplingConfig
 from mini_o3.task import DEFAULT_PROMPT_SET, RewardWeights, RolloutLimits, TokenCounter
 
 from ..data import Prompt
@@ -20,7 +21,7 @@ def validate(
     backend: RolloutBackend,
     prompts: Sequence[Prompt],
     limits: RolloutLimits,
-    sampling: SamplingParams,
+    sampling: SamplingConfig,
     *,
     n: int,
     counter: TokenCounter | None = None,

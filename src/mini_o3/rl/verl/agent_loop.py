@@ -38,7 +38,8 @@ from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutp
 from verl.experimental.agent_loop.tool_parser import ToolParser
 from verl.utils.tokenizer import build_multimodal_processor_inputs
 
-from mini_o3.task import DEFAULT_PROMPT_SET, GroundingError, RolloutLimits, get_prompt_set, resize_initial
+from mini_o3.rollout.settings import LimitsConfig
+from mini_o3.task import DEFAULT_PROMPT_SET, GroundingError, get_prompt_set, resize_initial
 from mini_o3.task.grpo import final_eos_mask
 from mini_o3.task.turn_loop import EpisodeState, Observation, cut_at_tool_stop
 from mini_o3.task.prompts import IM_END, TOOL_STOP
@@ -64,26 +65,16 @@ class MiniO3AgentLoop(AgentLoopBase):
         *args: Any,
         tools: Optional[ToolListWrap] = None,
         split: str = "train",
-        max_turns: int = 6,
-        max_images: int = 12,
-        max_tokens_per_turn: int = 8192,
-        max_context: int = 32768,
-        context_margin: int = 2000,
-        min_pixels: int = 40_000,
-        max_pixels: int = 2_000_000,
-        relative_coordinates: bool = True,
         prompt_set: str = DEFAULT_PROMPT_SET,
         ignore_exceed: bool = True,
         ignore_void: bool = False,
         **kwargs: Any,
     ):
+        # The entry's limit keys (agent_loops.yaml: ``LimitsConfig`` fields; unset: training defaults).
+        limits = {name: kwargs.pop(name) for name in LimitsConfig.model_fields if name in kwargs}
         super().__init__(*args, **kwargs)
         self.split = split
-        self.limits = RolloutLimits(
-            max_turns=max_turns, max_images=max_images, max_tokens_per_turn=max_tokens_per_turn,
-            max_context=max_context, context_margin=context_margin, min_pixels=min_pixels,
-            max_pixels=max_pixels, relative_coordinates=relative_coordinates,
-        )
+        self.limits = LimitsConfig(**limits).limits()
         self.prompts = get_prompt_set(prompt_set)
         self.ignore_exceed, self.ignore_void = ignore_exceed, ignore_void
         by_name = {tool.name: tool for tool in (tools.tools if tools else [])}

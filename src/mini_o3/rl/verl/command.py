@@ -39,13 +39,16 @@ max_images / val_max_images    agent-loop ``max_images``; +rollout.limit_images 
                                (a RolloutConfig field missing from the yaml: added with +)
 max_tokens_per_turn            per-turn ``max_tokens`` of the agent loop
 max_context, context_margin    agent loops; data.max_response_length = rollout.max_model_len
-                               = max_context
+                               = max_context (the larger of train / val)
 max_prompt_length              data.max_prompt_length (+ data.filter_overlong_prompts=True)
-min_pixels, max_pixels         agent loops and CropTool config (task-kit resizes)
-relative_coordinates           agent loops and CropTool config
+min_pixels, max_pixels         agent loops and CropTool config (task-kit resizes; one tool for
+                               both splits: val_ values must equal the training ones)
+relative_coordinates           agent loops and CropTool config (likewise)
 parser                         multi_turn.format = minio3_grounding | minio3_grounding_lenient
 temperature, top_p, top_k      actor_rollout_ref.rollout.temperature / top_p / top_k
+(do_sample)                    (False: temperature 0, verl's greedy)
 val_temperature, val_do_sample actor_rollout_ref.rollout.val_kwargs.temperature / do_sample
+val_top_p, val_top_k           .val_kwargs.top_p / top_k (unset: the training values)
 val_n                          actor_rollout_ref.rollout.val_kwargs.n
 reward weights, extract_...    reward.custom_reward_function.reward_kwargs.*
 judge                          reward_kwargs.judge (RLJudgeConfig JSON; secrets stay in the env)
@@ -73,6 +76,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +91,8 @@ TOOL_CLASS = "mini_o3.rl.verl.tool.CropTool"
 AGENT_LOOP_CLASS = "mini_o3.rl.verl.agent_loop.MiniO3AgentLoop"
 SAMPLER_CLASS = "MiniO3ReplayBuffer"
 PARSERS = {mode: name for name, mode in PARSER_NAMES.items()}
+#: Limits the crop tool applies (one tool serves both splits).
+CROP_TOOL_LIMITS = ("min_pixels", "max_pixels", "relative_coordinates")
 #: verl's per-step metrics (its ``file`` logger: ``{"step": N, "data": {name: value}}`` lines), under out_dir
 METRICS_FILE = "verl/metrics.jsonl"
 
@@ -105,6 +111,11 @@ def check(config: RLConfig, *, nnodes: int, n_gpus_per_node: int) -> None:
             "over_turn_mode=paper with the verl engine needs ignore_exceed=true and ignore_void=false "
             "(its estimator recognises exceed rows by their all-zero response mask)"
         )
+    train, val = config.rollout_limits, config.val_limits_config()
+    for name in CROP_TOOL_LIMITS:
+        if getattr(val, name) != getattr(train, name):
+            raise ValueError(f"val_{name}={getattr(val, name)!r}: the verl engine's one crop tool serves both splits "
+                             f"with {name}={getattr(train, name)!r}; leave val_{name} unset")
 
 
 def agent_loops(config: RLConfig) -> list[dict[str, Any]]:
@@ -115,14 +126,7 @@ def agent_loops(config: RLConfig) -> list[dict[str, Any]]:
             "name": name,
             "_target_": AGENT_LOOP_CLASS,
             "split": split,
-            "max_turns": limits.max_turns,
-            "max_images": limits.max_images,
-            "max_tokens_per_turn": limits.max_tokens_per_turn,
-            "max_context": limits.max_context,
-            "context_margin": limits.context_margin,
-            "min_pixels": limits.min_pixels,
-            "max_pixels": limits.max_pixels,
-            "relative_coordinates": limits.relative_coordinates,
+            **asdict(limits),
             "prompt_set": config.prompt_set,
             "ignore_exceed": config.ignore_exceed,
             "ignore_void": config.ignore_void,
@@ -131,11 +135,11 @@ def agent_loops(config: RLConfig) -> list[dict[str, Any]]:
 
 
 def tools(config: RLConfig) -> dict[str, Any]:
-    """The tool config: the crop tool with the model-facing pixel bounds."""
+    """The tool config: the crop tool with the model-facing pixel bounds (both splits: ``check``)."""
+    limits = config.rollout_limits
     return {"tools": [{
         "class_name": TOOL_CLASS,
-        "config": {"type": "native", "min_pixels": config.min_pixels, "max_pixels": config.max_pixels,
-                   "relative_coordinates": config.relative_coordinates},
+        "config": {"type": "native", **{name: getattr(limits, name) for name in CROP_TOOL_LIMITS}},
     }]}
 
 
@@ -197,6 +201,9 @@ def overrides(
     checkpoints = checkpoints if checkpoints.is_absolute() else Path(out_dir) / checkpoints
     a, r = "actor_rollout_ref.actor", "actor_rollout_ref.rollout"
     rk = "reward.custom_reward_function.reward_kwargs"
+    train, val = config.train_limits(), config.val_limits()
+    context = max(train.max_context, val.max_context)
+    sampling, val_sampling = config.sampling, config.val_sampling_config()
     values: list[tuple[str, Any]] = [
         ("algorithm.adv_estimator", "grpo_minio3" if config.over_turn_mode == "code" else "grpo_minio3_paper"),
         ("algorithm.norm_adv_by_std_in_grpo", True),
@@ -206,7 +213,7 @@ def overrides(
         ("data.val_files", [str(p) for p in val_files] or [str(p) for p in train_files][:1]),
         ("data.train_batch_size", config.train_batch_size),
         ("data.max_prompt_length", config.max_prompt_length),
-        ("data.max_response_length", config.max_context),
+        ("data.max_response_length", context),
         ("data.filter_overlong_prompts", True),
         ("data.truncation", "error"),
         ("data.shuffle", config.shuffle),
@@ -236,25 +243,25 @@ def overrides(
         (f"{r}.name", "vllm"),
         (f"{r}.mode", "async"),
         (f"{r}.n", config.rollout_n),
-        (f"{r}.temperature", config.temperature),
-        (f"{r}.top_p", config.top_p),
-        (f"{r}.top_k", config.top_k),
-        (f"{r}.val_kwargs.temperature", config.val_temperature if config.val_do_sample else 0.0),
-        (f"{r}.val_kwargs.top_p", config.top_p),
-        (f"{r}.val_kwargs.top_k", config.top_k),
-        (f"{r}.val_kwargs.do_sample", config.val_do_sample),
+        (f"{r}.temperature", sampling.temperature if sampling.do_sample else 0.0),
+        (f"{r}.top_p", sampling.top_p),
+        (f"{r}.top_k", sampling.top_k),
+        (f"{r}.val_kwargs.temperature", val_sampling.temperature if val_sampling.do_sample else 0.0),
+        (f"{r}.val_kwargs.top_p", val_sampling.top_p),
+        (f"{r}.val_kwargs.top_k", val_sampling.top_k),
+        (f"{r}.val_kwargs.do_sample", val_sampling.do_sample),
         (f"{r}.val_kwargs.n", config.val_n),
         (f"{r}.log_prob_micro_batch_size_per_gpu", config.log_prob_micro_batch_size_per_gpu),
         (f"{r}.tensor_model_parallel_size", 1),
         (f"{r}.gpu_memory_utilization", 0.6),
-        (f"{r}.max_num_batched_tokens", config.max_context),
-        (f"{r}.max_model_len", config.max_context),
+        (f"{r}.max_num_batched_tokens", context),
+        (f"{r}.max_model_len", context),
         (f"{r}.enable_chunked_prefill", False),
         (f"{r}.enable_prefix_caching", True),
-        (f"+{r}.limit_images", max(config.max_images, config.val_max_images)),
+        (f"+{r}.limit_images", max(train.max_images, val.max_images)),
         (f"{r}.multi_turn.enable", True),
         (f"{r}.multi_turn.format", PARSERS[config.parser]),
-        (f"{r}.multi_turn.max_assistant_turns", max(config.max_turns, config.val_max_turns)),
+        (f"{r}.multi_turn.max_assistant_turns", max(train.max_turns, val.max_turns)),
         (f"{r}.multi_turn.tool_config_path", str(files["crop_tool.yaml"])),
         (f"{r}.agent.agent_loop_config_path", str(files["agent_loops.yaml"])),
         (f"{r}.agent.default_agent_loop", TRAIN_AGENT),

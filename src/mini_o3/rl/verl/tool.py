@@ -15,7 +15,7 @@ from typing import Any, Optional
 from verl.tools.base_tool import BaseTool
 from verl.tools.schemas import OpenAIFunctionToolSchema, ToolResponse
 
-from mini_o3.task import Crop, GroundingCall, GroundingError, crop, parse_grounding, resize_observation
+from mini_o3.task import TRAIN_LIMITS, Crop, GroundingCall, GroundingError, crop, parse_grounding, resize_observation
 
 from .names import CROP_TOOL_NAME
 
@@ -42,9 +42,9 @@ class CropTool(BaseTool):
 
     def __init__(self, config: dict, tool_schema: Optional[OpenAIFunctionToolSchema] = None):
         config = dict(config or {})
-        self.min_pixels = int(config.get("min_pixels", 40_000))
-        self.max_pixels = int(config.get("max_pixels", 2_000_000))
-        self.relative = bool(config.get("relative_coordinates", True))
+        self.min_pixels = int(config.get("min_pixels", TRAIN_LIMITS.min_pixels))
+        self.max_pixels = int(config.get("max_pixels", TRAIN_LIMITS.max_pixels))
+        self.relative = bool(config.get("relative_coordinates", TRAIN_LIMITS.relative_coordinates))
         if self.min_pixels < 1 or self.max_pixels < self.min_pixels:
             raise ValueError(f"CropTool config: need 1 <= min_pixels <= max_pixels, got {self.min_pixels}, {self.max_pixels}")
         super().__init__(config, tool_schema or OpenAIFunctionToolSchema.model_validate(CROP_TOOL_SCHEMA))
