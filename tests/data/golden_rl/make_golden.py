@@ -32,6 +32,7 @@ from mini_o3.task import (
     valid_groups,
 )
 from mini_o3.task.trajectory import Trajectory
+from mini_o3.task.turn_text import answer_turn, tool_turn
 
 HERE = Path(__file__).parent
 IMAGE_SIZE = (640, 480)
@@ -42,11 +43,11 @@ EOS_ID = 151645
 
 
 def call(bbox: list[float], source: str = "original_image") -> str:
-    return f'<think>Zoom in.</think>\n<grounding>{{"bbox_2d": {bbox}, "source": "{source}"}}</grounding>'
+    return tool_turn("Zoom in.", bbox, source)
 
 
 def answer(text: str) -> str:
-    return f"<think>I can read it.</think>\n<answer>{text}</answer>"
+    return answer_turn("I can read it.", text)
 
 
 def _prompt_tokens(config: RLConfig) -> int:
