@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the installed mini-o3 command as subprocesses
+
 CLI = shutil.which("mini-o3") or str(Path(sys.executable).with_name("mini-o3"))
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
 
@@ -20,7 +22,6 @@ def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
-@pytest.mark.slow
 def test_synth_writes_a_dataset(tmp_path):
     out = tmp_path / "Synth"
     proc = run("synth", "--out", str(out), "--n-train", "2", "--n-test", "2", "--seed", "1",
@@ -53,7 +54,6 @@ def test_bad_arguments_get_a_clear_message(tmp_path, args, message):
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.slow
 def test_prepare_commands_on_a_synthetic_set(tmp_path):
     synth = tmp_path / "Synth"
     run("synth", "--out", str(synth), "--n-train", "2", "--n-test", "2", "--width-range", "512", "768", "--height-range", "512", "768")
@@ -86,7 +86,6 @@ def test_prepare_bad_arguments(tmp_path, args, message):
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.slow
 def test_sft_command_trains_the_tiny_model(tmp_path):
     synth, cold, model, runs = tmp_path / "Synth", tmp_path / "cold", tmp_path / "tiny", tmp_path / "run"
     run("synth", "--out", str(synth), "--n-train", "2", "--n-test", "1", "--width-range", "512", "640", "--height-range", "512", "640")
@@ -101,7 +100,6 @@ def test_sft_command_trains_the_tiny_model(tmp_path):
     assert bad.returncode == 2 and "learnin_rate" in bad.stderr
 
 
-@pytest.mark.slow
 def test_rl_command_runs_the_local_engine(tmp_path):
     synth, model, out = tmp_path / "Synth", tmp_path / "tiny", tmp_path / "rl"
     run("synth", "--out", str(synth), "--n-train", "2", "--n-test", "1", "--width-range", "512", "640", "--height-range", "512", "640")
@@ -117,7 +115,6 @@ def test_rl_command_runs_the_local_engine(tmp_path):
     assert judged.returncode == 2 and "judge" in judged.stderr and "Traceback" not in judged.stderr
 
 
-@pytest.mark.slow
 def test_eval_command_with_the_local_tiny_model(tmp_path):
     synth, model, out = tmp_path / "Synth", tmp_path / "tiny", tmp_path / "eval"
     run("synth", "--out", str(synth), "--n-train", "1", "--n-test", "2", "--width-range", "512", "640", "--height-range", "512", "640")
@@ -144,7 +141,6 @@ def test_eval_help_shows_the_protocol_and_the_judge():
         assert flag in text, flag
 
 
-@pytest.mark.slow
 def test_eval_scores_under_the_paper_protocol_by_default(tmp_path, scripted_server):
     """No --protocol: the scripted OpenAI-compatible judge scores every sample (the paper's
     evaluation, Mini-o3/Mini-o3 @8654dbf README.md L181/L195: val_only with the hybrid reward
@@ -176,7 +172,6 @@ def test_eval_scores_under_the_paper_protocol_by_default(tmp_path, scripted_serv
     assert len([line for line in missing.stderr.splitlines() if "error" in line]) == 1
 
 
-@pytest.mark.slow
 def test_serve_without_vllm_installed_is_a_clear_error(tmp_path):
     proc = run("serve", "--model", str(tmp_path), "--port", "0", ok=False)
     assert proc.returncode == 2 and "cannot start 'vllm'" in proc.stderr and "Traceback" not in proc.stderr

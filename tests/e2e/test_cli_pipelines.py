@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from fixtures.kfp_server import FakeKFPServer
 
+pytestmark = pytest.mark.slow  # compiles pipelines, mini-o3 subprocesses
+
 REPO = Path(__file__).resolve().parents[2]
 CLI = shutil.which("mini-o3") or str(Path(sys.executable).with_name("mini-o3"))
 
@@ -41,7 +43,6 @@ def test_cli_import_stays_light():
     assert out.strip() == "[]"
 
 
-@pytest.mark.slow
 def test_compile_check(tmp_path):
     assert "up to date" in run("compile", "--check").stderr
     run("compile", "--out-dir", str(tmp_path))
@@ -51,7 +52,6 @@ def test_compile_check(tmp_path):
     assert proc.returncode == 1 and "components/report.yaml" in proc.stderr and "run `mini-o3 compile`" in proc.stderr
 
 
-@pytest.mark.slow
 def test_upload_twice_reuses(kfp, tmp_path):
     first = run("upload", "--host", kfp.url, home=tmp_path).stdout.splitlines()
     assert [line.split("\t")[0] for line in first] == ["mini-o3-train", "mini-o3-evaluate"]
@@ -61,7 +61,6 @@ def test_upload_twice_reuses(kfp, tmp_path):
     assert [line.split("\t")[1:3] for line in again] == [line.split("\t")[1:3] for line in first]
 
 
-@pytest.mark.slow
 def test_submit_and_wait(kfp, tmp_path):
     proc = run("submit", "--host", kfp.url, "--pipeline", "evaluate", "--param", "model_uri=s3://b/r/rl/model",
                "--param", "k=4", "--experiment", "evals", "--run-name", "smoke", "--wait", home=tmp_path)
@@ -72,7 +71,6 @@ def test_submit_and_wait(kfp, tmp_path):
     assert bad.returncode == 2 and "unknown parameter 'nope'" in bad.stderr and "Traceback" not in bad.stderr
 
 
-@pytest.mark.slow
 def test_schedule_shows_the_plan_then_creates(kfp, tmp_path):
     proc = run("schedule", "--host", kfp.url, "--cron", "0 3 * * *", "--name", "nightly", "--yes",
                "--param", "model_uri=hf://Mini-o3/Mini-o3-7B-v1", "--param", "benchmarks=vstar", home=tmp_path)
@@ -102,7 +100,6 @@ def test_stage_refuses_a_half_written_model(tmp_path):
     assert not (tmp_path / "rl").exists()
 
 
-@pytest.mark.slow
 def test_stage_run_reads_a_sealed_request_and_refuses_an_unsealed_or_malformed_one(tmp_path):
     """``mini-o3 stage run <uri>`` (what Ray jobs and RayJobs run) runs the request it finds there:
     the same half-written model refusal as ``stage rl``; unsealed or malformed requests: one line."""
@@ -128,7 +125,6 @@ def test_stage_run_reads_a_sealed_request_and_refuses_an_unsealed_or_malformed_o
     assert proc.returncode == 2 and "nnodes" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.slow
 def test_upload_reads_the_packages_the_base_image_ships(kfp, tmp_path):
     """In the base image (the chart's post-install Job) there is no checkout: `upload` finds the
     compiled packages through MINI_O3_PIPELINES_DIR, from any working directory."""

@@ -265,6 +265,7 @@ def test_too_many_bad_rows_fail_after_writing_the_report(tmp_path):
 # -- synthetic generator input, relative paths -----------------------------------------------
 
 
+@pytest.mark.slow
 def test_synthetic_generator_parquet_prepares_identically_serial_and_parallel(tmp_path):
     from mini_o3.data.synthetic import COLDSTART_FILE, SynthConfig, generate
 

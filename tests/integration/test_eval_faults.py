@@ -24,6 +24,8 @@ from mini_o3.evaluate.config import EvalConfig
 from mini_o3.judge.config import JudgeConfig
 from mini_o3.evaluate.runner import run_eval
 
+pytestmark = pytest.mark.slow  # evaluations against fault-injecting servers
+
 N_TEST = 20
 K = 10  # 200 samples
 
@@ -56,7 +58,6 @@ def _config(**changes) -> EvalConfig:
     return EvalConfig(**{**base, **changes})
 
 
-@pytest.mark.slow
 def test_200_samples_with_5_percent_permanent_failures(bench, records, fault_server, tmp_path):
     """One question of 20 is rejected for good (HTTP 400, context length): its 10 samples are
     stored with the error, counted, scored 0; the report is written; a re-run retries exactly them."""

@@ -15,6 +15,8 @@ from mini_o3.evaluate.config import EvalConfig
 from mini_o3.evaluate.runner import EvalError, run_eval
 from mini_o3.task import answer_turn, tool_turn
 
+pytestmark = pytest.mark.slow  # evaluations with the oracle and the tiny model
+
 N_TEST = 6
 #: Runner mechanics with the rule protocol (the paper protocol's judge: test_eval_runner_openai.py).
 FAST = dict(k=2, max_turns=4, max_images=4, concurrency=4, viewer_samples=6, protocol="rule")
@@ -126,7 +128,6 @@ def test_paper_protocol_without_judge_credentials_fails_first(bench, tmp_path, m
     assert "\n" not in str(info.value) and not (tmp_path / "x").exists()
 
 
-@pytest.mark.slow
 def test_tiny_model_local_policy(bench, tiny_dir, tmp_path):
     config = EvalConfig(k=1, limit=2, max_turns=2, max_tokens_per_turn=8, concurrency=2, protocol="rule")
     result = run_eval(f"local:{tiny_dir}", [bench], tmp_path / "tiny", config, progress=False)

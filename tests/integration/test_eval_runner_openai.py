@@ -23,6 +23,8 @@ from mini_o3.evaluate.config import EvalConfig
 from mini_o3.judge.config import JudgeConfig
 from mini_o3.evaluate.runner import run_eval
 
+pytestmark = pytest.mark.slow  # evaluations against scripted OpenAI servers
+
 N_TEST = 6
 
 
@@ -52,7 +54,6 @@ def _config(server, **changes) -> EvalConfig:
     return EvalConfig(k=2, max_turns=4, max_images=4, concurrency=4, openai={"max_retries": 3, "backoff_s": 0.0}, **changes)
 
 
-@pytest.mark.slow
 def test_openai_oracle_and_endless(bench, server, tmp_path):
     oracle = run_eval(f"openai:{server.base_url}#oracle", [bench], tmp_path / "o", _config(server), progress=False)
     o = oracle.report["benchmarks"]["synth"]["overall"]

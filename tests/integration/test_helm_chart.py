@@ -21,6 +21,8 @@ from fixtures.helm import (  # noqa: F401 (registers `helm`, `chart`)
 from mini_o3 import images
 from mini_o3.launch import RBAC_RULES, validate_rayjob
 
+pytestmark = pytest.mark.slow  # renders the chart with helm, many value sets
+
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 
 

@@ -15,6 +15,8 @@ from fixtures.helm import (  # noqa: F401 (registers `helm`, `chart`)
     run_helm,
 )
 
+pytestmark = pytest.mark.slow  # renders the chart with helm
+
 
 @pytest.mark.parametrize("model_uri", ["models:/mini-o3@candidate", "models:/mini-o3/7", "models:/team_model@champion"])
 def test_schedule_follows_a_registry_reference(helm, chart, model_uri):

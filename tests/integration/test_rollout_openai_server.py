@@ -17,6 +17,8 @@ from mini_o3.rollout.openai_policy import (
 from mini_o3.task import EVAL_LIMITS, run_episode
 from mini_o3.task.scoring import score_free_form
 
+pytestmark = pytest.mark.slow  # rollouts against a scripted OpenAI server
+
 PAIRS = synthetic_items(4, seed=11)
 
 

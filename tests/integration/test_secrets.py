@@ -41,6 +41,7 @@ def _written(*roots: Path) -> str:
     return "\n".join(p.read_text(errors="replace") for root in roots for p in sorted(root.rglob("*")) if p.is_file())
 
 
+@pytest.mark.slow
 def test_planted_secrets_never_reach_what_eval_writes(bench, fault_server, tmp_path):
     server = _server(fault_server, bench)
     policy = "openai:" + server.base_url.replace("http://", f"http://user:{PLANTED[0]}@") + "#no_zoom"
@@ -69,6 +70,7 @@ def test_planted_secrets_never_reach_what_eval_writes(bench, fault_server, tmp_p
     assert PLANTED[0] not in bad.output
 
 
+@pytest.mark.slow
 def test_planted_secrets_never_reach_mlflow_or_stage_logs(bench, fault_server, tmp_path, capsys):
     from mini_o3 import storage, tracking
     from mini_o3.stages import EvalRequest, eval_stage

@@ -20,6 +20,8 @@ from fixtures.scripted_server import ScriptedItem
 from mini_o3.data.bench import read_records
 from mini_o3.data.synthetic import SynthConfig, generate
 
+pytestmark = pytest.mark.slow  # SIGTERM to child processes
+
 CLI = str(Path(sys.executable).with_name("mini-o3"))
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
 
@@ -107,7 +109,6 @@ def bench(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.slow
 def test_sigterm_stops_eval_promptly_and_the_store_resumes(bench, fault_server, tmp_path):
     records = read_records(bench / "val.parquet")
     questions = [r.problem.replace("<image>\n", "", 1) for r in records]
@@ -142,7 +143,6 @@ def test_sigterm_stops_eval_promptly_and_the_store_resumes(bench, fault_server, 
     assert report["benchmarks"]["synth"]["overall"]["samples"] == 12 and report["errors"]["count"] == 0
 
 
-@pytest.mark.slow
 def test_sigterm_to_mini_o3_run_stops_the_tasks_and_marks_mlflow_killed(tmp_path):
     """``mini-o3 run`` (the embedded kfp.local run): SIGTERM while the SFT task runs stops every
     task process, and the pipeline's parent run and the SFT stage run end KILLED, not RUNNING

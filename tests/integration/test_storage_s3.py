@@ -22,6 +22,8 @@ from mini_o3.storage import (
     StorageError,
 )
 
+pytestmark = pytest.mark.slow  # a moto S3 server
+
 MiB = 1024 * 1024
 PART = 5 * MiB  # minio's minimum part size
 

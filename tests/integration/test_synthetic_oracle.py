@@ -21,6 +21,8 @@ from mini_o3.data.schemas import COLDSTART_SCHEMA, SYNTHETIC_DATA_SOURCES, read_
 from mini_o3.data.synthetic import STRATEGIES, OraclePolicy, SynthConfig, generate, make_item, score_item
 from mini_o3.task import TRAIN_LIMITS, EpisodeSample, resize_initial, run_episode
 
+pytestmark = pytest.mark.slow  # generates and rolls out synthetic benchmarks
+
 CONFIG = SynthConfig(width_range=(700, 1100), height_range=(600, 900), coldstart_rollouts=2)
 N_TRAIN, N_TEST, SEED = 8, 12, 5
 
@@ -160,7 +162,6 @@ def _origin(traj, index):
     return ox + turn.crop.box[0], oy + turn.crop.box[1]
 
 
-@pytest.mark.slow
 def test_hard_targets_are_tiny_for_the_model_and_large_after_zooming():
     config = SynthConfig(width_range=(4096, 4096), height_range=(3840, 4096), difficulty_mix={"hard": 1.0})
     seen = {}
@@ -230,7 +231,6 @@ def test_a_crash_leaves_no_partial_output(tmp_path: Path, monkeypatch):
 # -- speed -----------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_generation_speed_20_plus_20_at_2048px(tmp_path: Path):
     config = SynthConfig(width_range=(2048, 2048), height_range=(2048, 2048))
     start = time.perf_counter()

@@ -25,6 +25,8 @@ from mini_o3.tiny import (
     build_tiny_model,
 )
 
+pytestmark = pytest.mark.slow  # builds tiny models and tokenizers
+
 EXPECTED_SPECIAL_IDS = {
     "<|endoftext|>": 151643,
     "<|im_start|>": 151644,
@@ -262,7 +264,6 @@ def test_chat_template_default_system_vision_ids_and_string_content(tokenizer) -
 # --- loading and generation -----------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_auto_classes_load_and_generate(tiny_dir: Path, processor) -> None:
     import torch
     from transformers import AutoModelForImageTextToText, Qwen2_5_VLProcessor
@@ -295,7 +296,6 @@ def test_auto_classes_load_and_generate(tiny_dir: Path, processor) -> None:
 # --- LLaMA-Factory --------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_llamafactory_qwen2_vl_template_encodes_images(tiny_dir: Path, processor) -> None:
     pytest.importorskip("llamafactory")
     from llamafactory.data.template import get_template_and_fix_tokenizer

@@ -23,6 +23,7 @@ JSON_VALUES = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(items=st.lists(JSON_VALUES, max_size=8), chunk=st.integers(1, 64), indent=st.sampled_from([None, 0, 2]),
        ascii_only=st.booleans())

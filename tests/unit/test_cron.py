@@ -98,6 +98,7 @@ def _field(low, high):
     return st.one_of(st.just("*"), st.lists(item, min_size=1, max_size=3).map(",".join))
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(_field(0, 59), _field(0, 23), _field(1, 31), _field(1, 12), _field(0, 6),
        st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1)))

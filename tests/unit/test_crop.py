@@ -133,6 +133,7 @@ boxes = st.tuples(*[st.one_of(st.floats(), st.integers(-(10**6), 10**6), st.floa
 source_names = st.one_of(st.just("original_image"), st.text(max_size=20), st.integers(-3, 5).map(lambda i: f"observation_{i}"))
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, deadline=None)
 @given(boxes, source_names, st.booleans(), st.integers(1, 300), st.integers(1, 300))
 def test_crop_never_raises_and_successes_are_valid(bbox, source, relative, w, h):

@@ -194,6 +194,7 @@ turn_outputs = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.lists(turn_outputs, min_size=12, max_size=12), st.integers(1, 12), st.integers(1, 12))
 def test_any_policy_output_ends_in_a_well_formed_trajectory(outputs, max_turns, max_images):

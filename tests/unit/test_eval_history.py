@@ -88,6 +88,7 @@ def test_paired_comparison_flags_only_where_the_ci_excludes_zero(tmp_path):
     assert compare(good, other, ["synthetic"])["synthetic"]["verdict"] == "no shared questions"
 
 
+@pytest.mark.slow
 def test_history_runs_trend_and_comparisons_with_previous_and_champion(store, tmp_path):
     bench = bench_collection(tmp_path / "bench")
     registry_model = tmp_path / "models"

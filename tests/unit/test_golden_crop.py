@@ -91,6 +91,7 @@ def _open_case(case, folder):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", sorted({c["mode"] + "/" + c["format"] for c in FIRST["cases"]}))
 def test_first_images_are_upstreams(mode, tmp_path):
     cases = [c for c in FIRST["cases"] if c["mode"] + "/" + c["format"] == mode]

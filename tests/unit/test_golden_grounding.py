@@ -92,6 +92,7 @@ def test_the_names_eval_resolves_are_upstreams():
     assert _CALL_LOCALS == set(names["call_locals"])
 
 
+@pytest.mark.slow
 def test_no_observation_shows_a_memory_address():
     address = re.compile(r" at 0x[0-9a-f]+")
     for case in CASES:

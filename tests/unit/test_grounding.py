@@ -147,6 +147,7 @@ finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 sources = st.one_of(st.just("original_image"), st.integers(0, 50).map(lambda i: f"observation_{i}"))
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, deadline=None)
 @given(st.tuples(finite, finite, finite, finite), sources, st.text(max_size=40).filter(lambda s: "<grounding>" not in s))
 def test_canonical_calls_round_trip_in_both_modes(bbox, source, prefix):
@@ -156,6 +157,7 @@ def test_canonical_calls_round_trip_in_both_modes(bbox, source, prefix):
         assert call == GroundingCall(tuple(bbox), source)
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, deadline=None)
 @given(
     st.tuples(finite, finite, finite, finite),
@@ -189,6 +191,7 @@ grounding_like = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, deadline=None)
 @given(grounding_like, st.sampled_from(["strict", "lenient"]))
 def test_parser_never_raises(text, mode):

@@ -264,6 +264,7 @@ def step_calls(container: dict) -> set[str]:
     return set(re.findall(r"\bbodies\.(\w+)\(", source))
 
 
+@pytest.mark.slow
 def test_compiled_files_exist():
     names = {p.relative_to(ROOT).as_posix() for p in compiled_files()}
     assert {"pipelines/train.yaml", "pipelines/evaluate.yaml"} <= names

@@ -126,6 +126,7 @@ def modules_per_runtime() -> dict[str, set[str]]:
     return needed
 
 
+@pytest.mark.slow
 def test_every_image_runs_some_step():
     assert set(modules_per_runtime()) == set(images.RUNTIMES)
 

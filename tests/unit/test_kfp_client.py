@@ -52,6 +52,7 @@ def test_upload_then_reuse_by_content_hash(kfp_server, tmp_path):
     assert third.pipeline_id == first.pipeline_id and third.version_id != first.version_id and third.created_version
 
 
+@pytest.mark.slow
 def test_submit_runs_the_uploaded_version_in_an_experiment(kfp_server):
     client = connect(kfp_server.url)
     params = resolve_params(TRAIN, ["sft_model_uri=s3://b/run/sft/model", "p3_rl_workers=2", "eval_k=4",
@@ -150,6 +151,7 @@ def test_missing_token_file_named_by_its_variable(monkeypatch, tmp_path):
         connect("http://127.0.0.1:1")
 
 
+@pytest.mark.slow
 def test_upload_finds_its_pipeline_in_the_namespace(multi_user):
     """Pipelines are unique per (name, namespace) and listed one namespace at a time (KFP 2.17.0
     model/pipeline.go:44,54; server/pipeline_server.go:431): looking the name up without the
@@ -198,6 +200,7 @@ def test_schedule_again_keeps_one_recurring_run(mode, kfp_server, multi_user):
     assert len(server.experiments) == 1
 
 
+@pytest.mark.slow
 def test_schedule_cleans_up_duplicates_and_refuses_a_foreign_run(kfp_server):
     client = connect(kfp_server.url)
     params = resolve_params(EVALUATE, ["model_uri=s3://b/m"])

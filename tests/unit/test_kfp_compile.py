@@ -11,6 +11,8 @@ import yaml
 from mini_o3 import images
 from mini_o3.kfp.compile import compile_all, expected_files, stale_files
 
+pytestmark = pytest.mark.slow  # compiles the pipelines
+
 REPO = Path(__file__).resolve().parents[2]
 CANARIES = {
     "AWS_ACCESS_KEY_ID": "CANARY-ACCESS-4f1d", "AWS_SECRET_ACCESS_KEY": "CANARY-SECRET-9a7c",
@@ -36,13 +38,11 @@ def specs():
     return out
 
 
-@pytest.mark.slow
 def test_committed_packages_are_up_to_date(default_images):
     stale = stale_files(REPO)
     assert not stale, f"compiled files are stale: {stale}; run `mini-o3 compile`"
 
 
-@pytest.mark.slow
 def test_compile_is_byte_stable_and_complete(default_images, tmp_path):
     first = compile_all(tmp_path / "a")
     compile_all(tmp_path / "b")
@@ -53,7 +53,6 @@ def test_compile_is_byte_stable_and_complete(default_images, tmp_path):
     assert str(tmp_path) not in (tmp_path / "a" / "pipelines" / "train.yaml").read_text()
 
 
-@pytest.mark.slow
 def test_stale_or_orphan_files_are_reported(default_images, tmp_path):
     compile_all(tmp_path)
     assert stale_files(tmp_path) == []
@@ -63,7 +62,6 @@ def test_stale_or_orphan_files_are_reported(default_images, tmp_path):
     assert stale_files(tmp_path) == ["pipelines/evaluate.yaml", "components/sft.yaml", "components/old-step.yaml"]
 
 
-@pytest.mark.slow
 def test_no_secret_values_reach_the_packages(default_images, monkeypatch, tmp_path):
     for key, value in CANARIES.items():
         monkeypatch.setenv(key, value)
@@ -155,7 +153,6 @@ def test_images_caching_and_parameter_docs(specs, name):
         assert {"p1_data_coldstart_uri", "p2_sft_model_uri", "p3_rl_model_uri", "p1_data_eval_uri"} <= set(params)
 
 
-@pytest.mark.slow
 def test_mirrored_registry_is_one_recompile_away(monkeypatch, tmp_path):
     monkeypatch.setenv(images.REGISTRY_ENV, "registry.example.com/ml")
     monkeypatch.setenv(images.TAG_ENV, "2026.11")

@@ -20,6 +20,8 @@ from fixtures import kfp_driver as driver
 from mini_o3.kfp import bodies
 from mini_o3.stages import StageError
 
+pytestmark = pytest.mark.slow  # the KFP driver's rules on compiled packages
+
 REPO = Path(__file__).resolve().parents[2]
 #: executor → the root parameter of its GPU count, per pipeline (the GPU pods we ship).
 GPU_EXECUTORS = {

@@ -22,6 +22,8 @@ from fixtures import kfp_driver as driver
 from mini_o3.kfp import bodies
 from mini_o3.stages import StageError
 
+pytestmark = pytest.mark.slow  # the KFP driver's rules on compiled packages
+
 REPO = Path(__file__).resolve().parents[2]
 JUDGE_OFF = {"train": {"p0_judge_enabled": False}, "evaluate": {"judge_enabled": False}}
 JUDGE_SECRET = {"train": "p0_judge_secret_name", "evaluate": "judge_secret_name"}

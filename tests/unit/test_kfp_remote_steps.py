@@ -79,6 +79,7 @@ def check_common(manifest, runtime):
         assert not any("secret" in str(v).lower() and "secretKeyRef" not in str(v) for v in env.values())
 
 
+@pytest.mark.slow
 def test_rl_rayjob_end_to_end(cluster, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "k")  # the launcher pod mounts the judge Secret too (optional)
     root = str(tmp_path / "runs" / "run-42")

@@ -82,6 +82,7 @@ def https_store(tmp_path_factory):
     server.shutdown()
 
 
+@pytest.mark.slow
 def test_storage_verifies_the_endpoint_with_aws_ca_bundle(https_store, monkeypatch):
     endpoint, ca = https_store
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):

@@ -147,6 +147,7 @@ def _components_under(spec: dict, component: str) -> set[str]:
     return found
 
 
+@pytest.mark.slow
 def test_finish_run_is_the_exit_hook_around_every_launcher():
     """finish-run must be the ExitHandler's exit task (compiled to an Argo exit hook, which runs after a
     terminate) and every SFT / RL launcher must sit inside that handler."""
@@ -182,6 +183,7 @@ def _plans(overrides: list[str] = ()):
     return plans
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["sft", "rl"])
 def test_rayjobs_carry_the_run_id_and_end_before_their_launcher_task(stage, monkeypatch):
     monkeypatch.setenv("POD_NAMESPACE", "ml")

@@ -23,6 +23,7 @@ def _three_versions(uri: str, tmp_path: Path) -> None:
         registry.register_version(tracking_uri=uri, name="mini-o3", source_uri=source)
 
 
+@pytest.mark.slow
 def test_promote_moves_the_alias_only_when_every_benchmark_is_better(store, tmp_path):
     bench = bench_collection(tmp_path / "bench")
     _three_versions(store, tmp_path)  # candidate → v3
@@ -64,6 +65,7 @@ def test_promote_refuses_without_comparable_evaluations(store, tmp_path):
         promote(tracking_uri=store, model="mini-o3", to_alias="latest")
 
 
+@pytest.mark.slow
 def test_promote_command_says_what_it_did_and_exits_by_the_outcome(store, tmp_path, monkeypatch):
     bench = bench_collection(tmp_path / "bench")
     _three_versions(store, tmp_path)

@@ -7,6 +7,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = sorted(p for d in ("src", "tests", "benchmarks", "tools", "images") for p in (ROOT / d).rglob("*.py"))
 
@@ -82,6 +84,7 @@ def newer_than(version: tuple[int, int], path: Path) -> list[str]:
                   if ADDED_IN.get(name, (0, 0)) > version)
 
 
+@pytest.mark.slow
 def test_no_file_needs_a_newer_python_than_the_floor():
     assert len(SOURCES) > 100
     found = {str(p.relative_to(ROOT)): n for p in SOURCES if (n := newer_than(floor(), p))}

@@ -68,6 +68,7 @@ def runs(mask):
     return out
 
 
+@pytest.mark.slow
 def test_mask_is_one_exactly_on_generated_ids(processor):
     texts = (CALL, BAD_CALL, ANSWER)
     traj = episode(scripted(processor, *texts))

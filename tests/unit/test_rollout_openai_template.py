@@ -26,6 +26,7 @@ def tokenizer():
     return build_tiny_tokenizer()
 
 
+@pytest.mark.slow
 def test_rendered_chat_equals_token_stream(tokenizer):
     policy = OpenAIChatPolicy(OpenAIPolicyConfig(), client=object())
     episode = policy.for_episode("q1", 0)

@@ -179,6 +179,7 @@ def test_same_seed_same_item_and_different_seed_different_item():
     assert png_bytes(a.image) != png_bytes(c.image)
 
 
+@pytest.mark.slow
 def test_rows_are_valid_and_mc_solutions_are_listed_letters():
     seen = set()
     for seed in range(40):

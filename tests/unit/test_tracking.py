@@ -34,6 +34,7 @@ def test_redact_drops_every_key_with_a_secret_word(prefix: str, word: str, suffi
     assert redact({"judge": {key: value}}) == {}
 
 
+@pytest.mark.slow
 def test_redact_flattens_and_keeps_the_rest() -> None:
     class Judge(BaseModel):
         model: str = "gpt-4o"

@@ -10,6 +10,7 @@ import platform
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from PIL import Image
 
 from mini_o3.rl.verl.parser import grounding_call
@@ -32,6 +33,7 @@ def _verl(case, tools):
     return {"box": list(info["box"]), "source_index": info["source_index"]} if response.image else {"error_info": response.text}
 
 
+@pytest.mark.slow
 def test_the_verl_parser_and_tool_give_upstreams_outcome_on_every_golden_call():
     bounds = {"min_pixels": HEADER["min_pixels"], "max_pixels": HEADER["max_pixels"]}
     tools = {rel: CropTool({**bounds, "relative_coordinates": rel}) for rel in (True, False)}

@@ -203,6 +203,7 @@ def replay_buffer_cls(monkeypatch):
     importlib.reload(sampler)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["code", "paper"])
 def test_replay_buffer_evicts_the_golden_groups_mini_o3_drops(replay_buffer_cls, mode):
     cls, store = replay_buffer_cls
