@@ -81,6 +81,13 @@ def test_every_request_carries_all_sampling_params(scripted_server):
     assert traj.turns[0].tokens == len(traj.turns[0].output) // 4  # usage.completion_tokens of the server
 
 
+def test_greedy_sampling_is_sent_as_temperature_zero():
+    policy = OpenAIChatPolicy(OpenAIPolicyConfig(do_sample=False, temperature=0.7, top_k=20), client=object())
+    kwargs = policy.sampling_kwargs(64, ("</grounding>",), seed=1)
+    assert (kwargs["temperature"], kwargs["top_p"], kwargs["extra_body"]["top_k"]) == (0.0, 1.0, -1)
+    assert OpenAIPolicyConfig(temperature=0.7).sampling == OpenAIPolicyConfig(sampling={"temperature": 0.7}).sampling
+
+
 def test_max_tokens_cap(scripted_server):
     server = scripted_server(items={QUESTION: ScriptedItem(QUESTION, "STOP")})
     with _policy(server, "no_zoom", max_tokens=64) as policy:

@@ -227,11 +227,8 @@ def openai_policy(target: str, config: EvalConfig) -> EpisodePolicy:
     url, _, model = target.partition("#")
     if not url.startswith(("http://", "https://")):
         raise EvalError(f"policy spec 'openai:{target}': the URL must start with http:// or https://")
-    sampling = config.sampling
     fields: dict[str, Any] = dict(
-        base_url=url, temperature=sampling.temperature if sampling.do_sample else 0.0,
-        top_p=sampling.top_p if sampling.do_sample else 1.0, top_k=sampling.top_k if sampling.do_sample else -1,
-        seed=config.seed, concurrency=config.concurrency,
+        base_url=url, sampling=config.sampling, seed=config.seed, concurrency=config.concurrency,
     )
     if model:
         fields["model"] = model

@@ -40,7 +40,7 @@ import random
 import threading
 import time
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -48,6 +48,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from mini_o3.redact import redact_url
 from mini_o3.task import PolicyOutput, PolicyRequest
 from mini_o3.task.prompts import TOOL_STOP
+
+from .settings import SamplingConfig, flat_keys, lift_flat_keys
 
 _GROUNDING_OPEN = "<grounding>"
 #: HTTP statuses retried with backoff (besides connection errors and timeouts).
@@ -105,6 +107,8 @@ class OpenAIPolicyConfig(BaseModel):
     """Endpoint, sampling and transport of ``OpenAIChatPolicy``. Defaults: the recipe's Avg@k sampling."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    #: Flat keys of the sampling: ``temperature`` = ``sampling.temperature``, ...
+    FLAT_KEYS: ClassVar[dict[str, str]] = flat_keys("", SamplingConfig, "sampling")
 
     base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible base URL (ignored for azure)")
     model: str = Field("policy", description="served model name (vLLM --served-model-name) or Azure deployment")
@@ -112,9 +116,8 @@ class OpenAIPolicyConfig(BaseModel):
     api_key_env: str | None = Field(None, description="env var with the key; None: OPENAI_API_KEY (openai) / API_KEY (azure)")
     azure_endpoint_env: str = Field("END_POINT", description="env var with the Azure endpoint")
     api_version_env: str = Field("API_VERSION", description="env var with the Azure API version")
-    temperature: float = Field(1.0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(-1, description="-1 disables (vLLM extra)")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig,
+                                     description="sampling of every request (top_k is a vLLM extra)")
     repetition_penalty: float = Field(1.0, gt=0, description="vLLM extra")
     max_tokens: int | None = Field(None, gt=0, description="per-turn cap; None: the episode's per-turn budget")
     stop: tuple[str, ...] = Field((TOOL_STOP,), description="stop strings of every turn")
@@ -132,6 +135,11 @@ class OpenAIPolicyConfig(BaseModel):
     backoff_max_s: float = Field(60.0, ge=0)
     retry_after_max_s: float = Field(300.0, ge=0, description="longest Retry-After honoured (seconds)")
     concurrency: int = Field(64, ge=1, description="requests in flight across all episodes")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_keys(cls, data: Any) -> Any:
+        return lift_flat_keys(cls, cls.FLAT_KEYS, data)
 
     @model_validator(mode="after")
     def _check(self) -> OpenAIPolicyConfig:
@@ -222,17 +230,17 @@ class OpenAIChatPolicy:
     # -- one request ------------------------------------------------------------------------
     def sampling_kwargs(self, max_tokens: int, stop: tuple[str, ...], seed: int) -> dict[str, Any]:
         """Every sampling parameter of one request (``extra_body`` holds the vLLM-only ones)."""
-        c = self.config
+        c, sampling = self.config, self.config.sampling.served()
         cap = min(c.max_tokens, max_tokens) if c.max_tokens else max_tokens
         extra: dict[str, Any] = {}
         if c.vllm_extras:
             extra = {
-                "top_k": c.top_k, "repetition_penalty": c.repetition_penalty,
+                "top_k": sampling["top_k"], "repetition_penalty": c.repetition_penalty,
                 "include_stop_str_in_output": True, "skip_special_tokens": True,
             }
         extra.update(c.extra_body)
         kwargs: dict[str, Any] = {
-            "temperature": c.temperature, "top_p": c.top_p, "max_tokens": cap, "stop": list(stop), "seed": seed, "n": 1,
+            "temperature": sampling["temperature"], "top_p": sampling["top_p"], "max_tokens": cap, "stop": list(stop), "seed": seed, "n": 1,
         }
         if extra:
             kwargs["extra_body"] = extra

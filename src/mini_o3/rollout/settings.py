@@ -62,6 +62,13 @@ class SamplingConfig(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus mass")
     top_k: int = Field(-1, description="top-k (<= 0: off)")
 
+    def served(self) -> dict[str, Any]:
+        """``temperature``, ``top_p``, ``top_k`` as a sampling server (OpenAI-compatible, vLLM) is
+        sent them: greedy (``do_sample=False``) is temperature 0, top_p 1, top_k -1."""
+        if self.do_sample:
+            return {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k}
+        return {"temperature": 0.0, "top_p": 1.0, "top_k": -1}
+
 
 def _overrides_of(model: type[BaseModel]) -> type[BaseModel]:
     """``model`` with every field optional and ``None`` by default: ``None`` = the training value."""
