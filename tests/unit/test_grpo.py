@@ -206,8 +206,8 @@ def test_final_eos_mask_edges():
     assert final_eos_mask([1, 7, 2], 7) == [1, 1, 0]
 
 
-def _episode(last_model, termination, *, tool_tail=False):
-    """prompt, call, observation, then ``last_model`` (an answer, or a call when ``tool_tail``)."""
+def _episode(last_model, termination):
+    """prompt, call, observation, then ``last_model``."""
     segments = [
         Segment("env", "<|im_start|>assistant\n", image=0),
         Segment("model", "<grounding>…</grounding>"),
