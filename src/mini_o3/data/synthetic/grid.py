@@ -16,14 +16,14 @@ crop target is one of four quadrant boxes the oracle knows exactly.
 
 from __future__ import annotations
 
-import json
 from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ...task import PolicyRequest
+from ...task import PolicyRequest, answer_turn, observation_source, tool_turn
+from ...task.crop import ORIGINAL_IMAGE
 from ..schemas import BBox, SampleMeta, option_letter_at, problem_text, relative_box
 from .canvas import shape_mask
 
@@ -161,21 +161,19 @@ class GridOracle:
 
     def _zoom(self, level: int, think: str) -> str:
         name, unit = LEVEL_NAMES[level][0][self.path[level]], LEVEL_NAMES[level][1]
-        source = "original_image" if level == 0 else f"observation_{level}"
-        call = json.dumps({"bbox_2d": QUADRANT_BOXES[self.path[level]], "source": source})
-        return f"<think>{think.format(what=f'the {name} {unit}')}</think>\n<grounding>{call}</grounding>"
+        source = ORIGINAL_IMAGE if level == 0 else observation_source(level)
+        return tool_turn(think.format(what=f"the {name} {unit}"), QUADRANT_BOXES[self.path[level]], source)
 
     def __call__(self, request: PolicyRequest) -> str:
         meta, turn = self.meta, request.turn
-        answer = f"option ({meta.solution}).</think>\n<answer>{meta.solution}</answer>"
+        answer = answer_turn(f"It is a {meta.answer}, option ({meta.solution}).", meta.solution)
         if self.strategy == "no_zoom":
-            return f"<think>It is a {meta.answer}, {answer}"
+            return answer
         level = turn - 1 if self.strategy == "recover" else turn
         if self.strategy == "recover" and turn == 0:
-            call = json.dumps({"bbox_2d": QUADRANT_BOXES[self.path[0]][:3], "source": "original_image"})
-            return f"<think>Zoom in on {self.where}.</think>\n<grounding>{call}</grounding>"
+            return tool_turn(f"Zoom in on {self.where}.", QUADRANT_BOXES[self.path[0]][:3])  # malformed: 3 numbers
         if level >= self.levels:
-            return f"<think>It is a {meta.answer}, {answer}"
+            return answer
         if level == 0:
             return self._zoom(0, "Zoom in on {what}.")
         return self._zoom(level, "Zoom in on {what} of it.")
