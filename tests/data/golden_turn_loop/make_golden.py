@@ -187,19 +187,19 @@ def build_batched() -> dict[str, Any]:
     """The cases of ``episode.json`` that use the training limits and the strict parser, as one
     batched rollout (at most 5 live episodes), then the same with a sample whose image is missing."""
     from mini_o3.rollout.batched_rollout import RolloutError, rollout
-    from mini_o3.rollout.hf_backend import SamplingParams
+    from mini_o3.rollout.settings import SamplingConfig
 
     cases = {n: c["outputs"] for n, c in episode_cases().items() if not c.get("limits") and not c.get("parser")}
     samples = [EpisodeSample(f"<image>\nCase {name}?", image(), name) for name in cases]
     backend = _ScriptedBackend(cases)
-    trajectories = rollout(backend, samples, TRAIN_LIMITS, SamplingParams(), counter=ApproxTokenCounter(), max_live=5)
+    trajectories = rollout(backend, samples, TRAIN_LIMITS, SamplingConfig(), counter=ApproxTokenCounter(), max_live=5)
     runs = {"all": {"batches": backend.batches, "trajectories": {
         t.sample_id: {"summary": t.summary(), "stream": t.token_stream(), "images_md5": [_md5(im) for im in t.images]}
         for t in trajectories}}}
     broken = samples[:3] + [EpisodeSample("<image>\nCase missing?", HERE / "missing.png", "missing")] + samples[3:6]
     backend = _ScriptedBackend(cases | {"missing": []})
     try:
-        rollout(backend, broken, TRAIN_LIMITS, SamplingParams(), counter=ApproxTokenCounter(), max_live=2)
+        rollout(backend, broken, TRAIN_LIMITS, SamplingConfig(), counter=ApproxTokenCounter(), max_live=2)
         error = None
     except RolloutError as exc:
         error = str(exc).replace(str(HERE), "<golden>")
