@@ -4,7 +4,8 @@ token of held-out oracle trajectories, printed for the tokens still below 97% (`
 Trains the learning profile's tiny model (``mini-o3 tiny-model --profile learn --out runs/probe-model``)
 directly with torch (AdamW, clip 1.0, loss on every assistant token as LLaMA-Factory's SFT) on ``n``
 grid trajectories built by the same oracle and chat template as the cold-start data. Options as
-``key=value``: n, steps, lr, bs, model, strat (oracle strategy), sys (0 drops the system prompt).
+``key=value``: n, steps, lr, bs, model, strat (oracle strategy), sys (0 drops the system prompt),
+one_turn (1: only one random assistant turn of each row is in the loss, as ``mask_history`` on per-turn rows).
 Figures: benchmarks/RESULTS.md, "Learning profile". Not a test.
 """
 import sys, time, math, random, json, os
@@ -17,6 +18,7 @@ from mini_o3.task import get_prompt_set
 args = dict(a.split("=") for a in sys.argv[1:])
 N_TRAIN = int(args.get("n", 640)); STEPS = int(args.get("steps", 300)); LR = float(args.get("lr", 3e-3)); BS = int(args.get("bs", 8))
 MODEL = args.get("model", "runs/probe-model"); STRAT = args.get("strat", "zoom"); SYS = args.get("sys", "1") == "1"
+ONE_TURN = args.get("one_turn", "0") == "1"  # one random assistant turn per row in the loss (history masked)
 torch.manual_seed(0); random.seed(0)
 proc = AutoProcessor.from_pretrained(MODEL)
 proc.image_processor.min_pixels = 3136; proc.image_processor.max_pixels = 12544
@@ -27,7 +29,7 @@ model = Qwen2_5_VLForConditionalGeneration.from_pretrained(MODEL, torch_dtype=to
 cfg = SynthConfig(family="grid", width_range=(448,448), height_range=(448,448), coldstart_strategies=(STRAT,), coldstart_pixels=(3136,12544), coldstart_rollouts=1)
 tok = proc.tokenizer
 
-def build(seed):
+def build(seed, one_turn=False):
     item = make_item(cfg, seed, f"s{seed}", "x.png")
     (_, t), = oracle_rollouts(item, [STRAT], 0, cfg)
     conv = t.to_sharegpt()
@@ -50,19 +52,21 @@ def build(seed):
     labels = torch.full_like(ids, -100)
     # assistant spans
     start_ids = tok.encode("<|im_start|>assistant\n"); end_id = tok.convert_tokens_to_ids("<|im_end|>")
-    L = len(start_ids); i = 0; il = ids.tolist()
+    L = len(start_ids); i = 0; il = ids.tolist(); spans = []
     while i < len(il):
         if il[i:i+L] == start_ids:
             j = i + L
             while il[j] != end_id: j += 1
-            labels[i+L:j+1] = ids[i+L:j+1]; i = j
+            spans.append((i+L, j+1)); i = j
         i += 1
+    for a, b in (spans if not one_turn else [random.Random(seed).choice(spans)]):
+        labels[a:b] = ids[a:b]
     # slot positions: tokens of the assistant text that differ across items -> mark by text
     outs = t.model_outputs
     return dict(enc=enc, labels=labels, meta=item.meta, outs=outs)
 
 t0 = time.time()
-train = [build(s) for s in range(N_TRAIN)]
+train = [build(s, ONE_TURN) for s in range(N_TRAIN)]
 test = [build(100000 + s) for s in range(64)]
 print(f"built {len(train)}+{len(test)} in {time.time()-t0:.0f}s; seq len {train[0]['enc']['input_ids'].shape[1]}", flush=True)
 
