@@ -132,7 +132,13 @@ class TinySpec(BaseModel):
     ``vocab="reduced"`` trains a byte-level BPE (Qwen's pre-tokenizer, every byte a token, so any text
     still encodes) of ``reduced_vocab_size`` tokens offline on the protocol strings (system prompt,
     observation and error templates) and the synthetic families' question and oracle texts; the 22
-    Qwen2.5-VL added tokens keep their names and follow it. Token ids then differ from Qwen's: the
+    Qwen2.5-VL added tokens keep their names and follow it. ``phrase_tokens`` then adds each fixed
+    string of the protocol (``protocol_phrases()``: the system prompt, the literal parts of the
+    observation and error turns, the format's fragments around the thought, box, source and answer)
+    as one token: a sample shrinks from ~600 to ~230 tokens, and the ~10 tokens that depend on the
+    question and image are a far larger share of what attention and the loss see (measured in
+    benchmarks/RESULTS.md, "Learning profile": copying the block name and reading the glyph are
+    learned in ~350 steps with them, in none of 250 steps without). Token ids then differ from Qwen's: the
     model config, processor and generation config take every special id from this tokenizer.
     """
 
@@ -140,6 +146,8 @@ class TinySpec(BaseModel):
 
     vocab: Literal["qwen", "reduced"] = Field("qwen", description="qwen: the real vocabulary; reduced: see above")
     reduced_vocab_size: int = Field(1024, ge=300, le=32_768, description="BPE tokens of a reduced vocabulary")
+    phrase_tokens: bool = Field(False, description="reduced vocabulary only: each fixed string of the protocol "
+                                                   "(protocol_phrases()) is one added token")
     hidden: int = Field(64, ge=32, description="text hidden size (= heads x 32)")
     layers: int = Field(2, ge=1)
     heads: int = Field(2, ge=1)
@@ -165,7 +173,7 @@ class TinySpec(BaseModel):
 #: Named model sizes (``mini-o3 tiny-model --profile NAME``).
 TINY_PROFILES: dict[str, TinySpec] = {
     "parity": TinySpec(),
-    "learn": TinySpec(vocab="reduced", hidden=128, layers=4, heads=4, kv_heads=2, intermediate=384,
+    "learn": TinySpec(vocab="reduced", phrase_tokens=True, hidden=128, layers=4, heads=4, kv_heads=2, intermediate=384,
                       vision_depth=4, vision_hidden=128, vision_heads=4, vision_intermediate=256),
 }
 
@@ -267,6 +275,27 @@ def _pre_tokenizer():
     )
 
 
+def protocol_phrases() -> list[str]:
+    """The fixed strings of the Mini-o3 protocol, longest first: the default prompt set's system
+    prompt and the literal parts of its observation and error templates, the turn writers'
+    fragments (``<think>``, ``</think>\n<grounding>{"bbox_2d": [``, ``], "source": "``, ...), the
+    two source names and the multiple-choice instruction. Read from the task kit, never restated."""
+    from string import Formatter
+
+    from mini_o3.data.schemas import MC_INSTRUCTION
+    from mini_o3.task import answer_turn, get_prompt_set, observation_source, tool_turn
+    from mini_o3.task.crop import ORIGINAL_IMAGE
+
+    prompts = get_prompt_set()
+    phrases = {prompts.system, "\n" + MC_INSTRUCTION, ORIGINAL_IMAGE, observation_source(0).rstrip("0")}
+    for template in (prompts.observation_body, prompts.error_body):
+        phrases.update(literal for literal, *_ in Formatter().parse(template) if literal)
+    for text in (tool_turn("\x00", [1234.5], "SOURCE"), answer_turn("\x00", "\x00")):  # placeholders -> \x00
+        phrases.update(text.replace("1234.5", "\x00").replace("SOURCE", "\x00").split("\x00"))
+    phrases.discard("")
+    return sorted(phrases, key=lambda p: (-len(p), p))
+
+
 def build_tiny_tokenizer(spec: TinySpec | None = None) -> Qwen2Tokenizer:
     """The real Qwen2.5-VL tokenizer (ids, pre-tokenizer, specials, chat template), built offline;
     with ``spec.vocab == "reduced"``, the same tokenizer over a reduced BPE vocabulary."""
@@ -294,6 +323,8 @@ def build_tiny_tokenizer(spec: TinySpec | None = None) -> Qwen2Tokenizer:
         special = token not in _NON_SPECIAL_ADDED
         add = backend.add_special_tokens if special else backend.add_tokens
         add([AddedToken(token, special=special, normalized=False)])
+    if spec.vocab == "reduced" and spec.phrase_tokens:
+        backend.add_tokens([AddedToken(p, special=False, normalized=False) for p in protocol_phrases()])
     tokenizer = Qwen2Tokenizer(
         tokenizer_object=backend,
         eos_token=EOS_TOKEN,
@@ -346,7 +377,8 @@ def tiny_config(spec: TinySpec | None = None, tokenizer: Qwen2Tokenizer | None =
 
     spec = spec or TinySpec()
     ids = _special_ids(tokenizer)
-    vocab_size = VOCAB_SIZE if spec.vocab == "qwen" else -(-(max(ids.values()) + 1) // 64) * 64
+    size = max(ids.values()) + 1 if tokenizer is None else max(max(ids.values()) + 1, len(tokenizer))
+    vocab_size = VOCAB_SIZE if spec.vocab == "qwen" else -(-size // 64) * 64
     text_config = {
         "vocab_size": vocab_size,
         "hidden_size": spec.hidden,

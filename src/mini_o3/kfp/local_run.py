@@ -47,8 +47,8 @@ LEARN_SYNTHETIC = [
     f"config.coldstart_pixels=[{LEARN_PIXELS[0]},{LEARN_PIXELS[1]}]",
 ]
 LEARN_SFT = [
-    "num_train_epochs=3", "per_device_train_batch_size=8", "gradient_accumulation_steps=1", "learning_rate=3e-3",
-    "warmup_ratio=0.03", "cutoff_len=1024", f"image_min_pixels={LEARN_PIXELS[0]}",
+    "num_train_epochs=3", "per_device_train_batch_size=8", "gradient_accumulation_steps=1", "learning_rate=2e-3",
+    "lr_scheduler_type=constant", "warmup_ratio=0", "cutoff_len=1024", f"image_min_pixels={LEARN_PIXELS[0]}",
     f"image_max_pixels={LEARN_PIXELS[1]}", "freeze_vision_tower=false", "freeze_multi_modal_projector=false",
     "logging_steps=10", "save_steps=1000", "preprocessing_num_workers=1", "dataloader_num_workers=0",
     "extra_args.disable_gradient_checkpointing=true",
@@ -69,7 +69,7 @@ Profile = Literal["learn", "smoke"]
 #: Per profile: tiny-model profile, synthetic overrides, SFT / RL / eval overrides, sizes, k.
 PROFILES: dict[str, dict[str, Any]] = {
     "learn": dict(model="learn", synthetic=LEARN_SYNTHETIC, sft=LEARN_SFT, rl=LEARN_RL, eval=LEARN_EVAL,
-                  n_train=640, n_test=128, eval_k=4, compare=True),
+                  n_train=1280, n_test=128, eval_k=4, compare=True),
     "smoke": dict(model="parity", synthetic=[], sft=TINY_SFT, rl=TINY_RL, eval=TINY_EVAL,
                   n_train=8, n_test=4, eval_k=2, compare=False),
 }
