@@ -35,7 +35,7 @@ import pytest
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow  # a local Ray cluster per preset
 
-from mini_o3.kfp.review import rayjob_for  # noqa: E402
+from mini_o3.kfp.review import rayjob_for, remote_plan  # noqa: E402
 
 TIMEOUT_S = 60.0
 VOLUME = {"p0_work_volume_claim": "mini-o3-work"}
@@ -60,10 +60,6 @@ def ray_node(group: dict) -> dict:
     gpus = params.get("num-gpus") or res.get("limits", {}).get("nvidia.com/gpu", "0")
     return {"num_cpus": math.ceil(quantity(cpus)), "num_gpus": int(gpus),
             "memory": int(quantity(res["limits"]["memory"])), "object_store_memory": 80 * 2**20}
-
-
-def _option(argv: list[str], name: str) -> int:
-    return int(argv[argv.index(name) + 1])
 
 
 @pytest.fixture
@@ -119,12 +115,13 @@ def test_preset_rayjob_places_the_trainers_bundles(preset, local_cluster, monkey
     head = ray_node(cluster_spec["headGroupSpec"])
     workers = [ray_node(group)] * group["replicas"]
     local_cluster(head, workers)
-    argv = shlex.split(manifest["spec"]["entrypoint"])
+    assert shlex.split(manifest["spec"]["entrypoint"])[:3] == ["mini-o3", "stage", "run"]
+    request = remote_plan(stage, params).request  # the sealed request `mini-o3 stage run` runs in the RayJob
 
     if stage == "rl":
         from verl.single_controller.ray.base import ResourcePoolManager
 
-        nnodes, gpus = _option(argv, "--nnodes"), _option(argv, "--gpus-per-node")
+        nnodes, gpus = request.nnodes, request.gpus_per_node
         assert (nnodes, gpus) == (group["replicas"], workers[0]["num_gpus"])
         manager = ResourcePoolManager(resource_pool_spec={"global_pool": [gpus] * nnodes}, mapping={})
         manager.create_resource_pool()
@@ -148,7 +145,7 @@ def test_preset_rayjob_places_the_trainers_bundles(preset, local_cluster, monkey
 
         monkeypatch.setattr(trainer_utils, "get_device_name", lambda: "gpu")  # what a CUDA host reports
         total = int(ray.cluster_resources().get("GPU", 0))
-        assert total == sum(w["num_gpus"] for w in workers) and _option_set(argv, "launch.ray_num_workers") == total
+        assert total == sum(w["num_gpus"] for w in workers) and _option_set(request.overrides, "launch.ray_num_workers") == total
         pg, bundle = trainer_utils.get_placement_group(total)
         assert bundle == {"CPU": 10, "GPU": 1}
         _bounded_get(monkeypatch, f"LLaMA-Factory on {preset}")
