@@ -26,6 +26,23 @@ try:
     proc.image_processor.size = {"shortest_edge": 3136, "longest_edge": 12544}
 except Exception: pass
 model = Qwen2_5_VLForConditionalGeneration.from_pretrained(MODEL, torch_dtype=torch.float32)
+if args.get("mean_phrases", "0") == "1":  # phrase-token rows at the mean of the other rows (HF's resize rule)
+    from mini_o3.tiny import protocol_phrases
+    _ids = proc.tokenizer.convert_tokens_to_ids(protocol_phrases())
+    _emb = model.get_input_embeddings().weight
+    with torch.no_grad():
+        _keep = torch.ones(_emb.shape[0], dtype=torch.bool); _keep[_ids] = False
+        _emb[_ids] = _emb[_keep].mean(0) + 1e-3 * torch.randn(len(_ids), _emb.shape[1])
+PHRASES = args.get("phrases", "0") == "1"  # the protocol's fixed strings as single added tokens
+if PHRASES:
+    from tokenizers import AddedToken
+    _ps = get_prompt_set()
+    _obs = _ps.observation_text(1).split("<image>")[1]
+    phrases = [_ps.system, "After the above Action ", ", here is the the zoom-in image (Observation ", "):\n", _obs,
+               "<think>", "</think>\n<grounding>{\"bbox_2d\": [", "], \"source\": \"", "original_image", "observation_",
+               "\"}</grounding>", "</think>\n<answer>", "</answer>", "\nAnswer with the option's letter from the given choices directly."]
+    proc.tokenizer.add_tokens([AddedToken(p, normalized=False, special=False) for p in phrases])
+    model.resize_token_embeddings(len(proc.tokenizer))
 cfg = SynthConfig(family="grid", width_range=(448,448), height_range=(448,448), coldstart_strategies=(STRAT,), coldstart_pixels=(3136,12544), coldstart_rollouts=1)
 tok = proc.tokenizer
 
