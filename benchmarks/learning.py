@@ -63,6 +63,7 @@ def no_zoom_baseline(seed: int, root: Path, work: Path) -> tuple[Path, float]:
     the run's held-out split (same settings); returns (eval folder, seconds)."""
     from mini_o3.kfp.local_run import EmbeddedConfig, embedded_params
     from mini_o3.stages import eval_stage, prepare_coldstart_stage, sft_stage
+    from mini_o3.stages.requests import EvalRequest, SFTRequest
 
     start = time.perf_counter()
     params = embedded_params(EmbeddedConfig(out=work, seed=seed), root.parent.parent / "tiny-model-learn")
@@ -70,11 +71,11 @@ def no_zoom_baseline(seed: int, root: Path, work: Path) -> tuple[Path, float]:
     synthetic.append("config.coldstart_strategies=[no_zoom]")
     data = prepare_coldstart_stage("synthetic", str(work / "coldstart"), synthetic=synthetic,
                                    overrides=params["p1_data_coldstart_overrides"], progress=False)
-    sft = sft_stage(data.out_uri, params["p2_sft_base_model"], str(work / "sft"), overrides=params["p2_sft_overrides"],
-                    progress=False)
-    ev = eval_stage(sft.outputs["model"], [str(root / "data" / "eval_data")], str(work / "eval"),
-                    k=params["p4_eval_k"], backend="local", overrides=params["p4_eval_overrides"], judge=False,
-                    progress=False)
+    sft = sft_stage(SFTRequest(data_uri=data.out_uri, model=params["p2_sft_base_model"], out_uri=str(work / "sft"),
+                               overrides=params["p2_sft_overrides"]), progress=False)
+    ev = eval_stage(EvalRequest(model_uri=sft.outputs["model"], bench_uris=[str(root / "data" / "eval_data")],
+                                out_uri=str(work / "eval"), k=params["p4_eval_k"], backend="local",
+                                overrides=params["p4_eval_overrides"], judge=False), progress=False)
     return Path(ev.out_uri), time.perf_counter() - start
 
 
