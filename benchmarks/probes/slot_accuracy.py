@@ -13,7 +13,7 @@ import torch, numpy as np
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 from mini_o3.data.synthetic import SynthConfig, make_item
 from mini_o3.data.synthetic.writers import oracle_rollouts
-from mini_o3.task import get_prompt_set
+from mini_o3.tiny import protocol_phrases
 
 args = dict(a.split("=") for a in sys.argv[1:])
 N_TRAIN = int(args.get("n", 640)); STEPS = int(args.get("steps", 300)); LR = float(args.get("lr", 3e-3)); BS = int(args.get("bs", 8))
@@ -27,21 +27,15 @@ try:
 except Exception: pass
 model = Qwen2_5_VLForConditionalGeneration.from_pretrained(MODEL, torch_dtype=torch.float32)
 if args.get("mean_phrases", "0") == "1":  # phrase-token rows at the mean of the other rows (HF's resize rule)
-    from mini_o3.tiny import protocol_phrases
     _ids = proc.tokenizer.convert_tokens_to_ids(protocol_phrases())
     _emb = model.get_input_embeddings().weight
     with torch.no_grad():
         _keep = torch.ones(_emb.shape[0], dtype=torch.bool); _keep[_ids] = False
         _emb[_ids] = _emb[_keep].mean(0) + 1e-3 * torch.randn(len(_ids), _emb.shape[1])
-PHRASES = args.get("phrases", "0") == "1"  # the protocol's fixed strings as single added tokens
-if PHRASES:
+PHRASES = args.get("phrases", "0") == "1"  # the protocol's fixed strings as single added tokens (resized rows)
+if PHRASES:  # the same strings the learn model has as tokens (tiny.protocol_phrases), added to a model without them
     from tokenizers import AddedToken
-    _ps = get_prompt_set()
-    _obs = _ps.observation_text(1).split("<image>")[1]
-    phrases = [_ps.system, "After the above Action ", ", here is the the zoom-in image (Observation ", "):\n", _obs,
-               "<think>", "</think>\n<grounding>{\"bbox_2d\": [", "], \"source\": \"", "original_image", "observation_",
-               "\"}</grounding>", "</think>\n<answer>", "</answer>", "\nAnswer with the option's letter from the given choices directly."]
-    proc.tokenizer.add_tokens([AddedToken(p, normalized=False, special=False) for p in phrases])
+    proc.tokenizer.add_tokens([AddedToken(p, normalized=False, special=False) for p in protocol_phrases()])
     model.resize_token_embeddings(len(proc.tokenizer))
 cfg = SynthConfig(family="grid", width_range=(448,448), height_range=(448,448), coldstart_strategies=(STRAT,), coldstart_pixels=(3136,12544), coldstart_rollouts=1)
 tok = proc.tokenizer

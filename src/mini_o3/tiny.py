@@ -137,8 +137,8 @@ class TinySpec(BaseModel):
     observation and error turns, the format's fragments around the thought, box, source and answer)
     as one token: a sample shrinks from ~600 to ~230 tokens, and the ~10 tokens that depend on the
     question and image are a far larger share of what attention and the loss see (measured in
-    benchmarks/RESULTS.md, "Learning profile": copying the block name and reading the glyph are
-    learned in ~350 steps with them, in none of 250 steps without). Token ids then differ from Qwen's: the
+    benchmarks/RESULTS.md, "Learning profile": with them, copying the block name and reading the
+    glyph are learned after a plateau of 200-450+ steps; without, in none of 250 steps). Token ids then differ from Qwen's: the
     model config, processor and generation config take every special id from this tokenizer.
     """
 
@@ -167,6 +167,8 @@ class TinySpec(BaseModel):
         if self.vision_hidden % self.vision_heads or (self.vision_hidden // self.vision_heads) % 4:
             raise ValueError(f"vision_hidden ({self.vision_hidden}) / vision_heads ({self.vision_heads}) "
                              f"must be a multiple of 4")
+        if self.phrase_tokens and self.vocab != "reduced":
+            raise ValueError("phrase_tokens needs vocab='reduced' (the real vocabulary keeps Qwen's token ids)")
         return self
 
 
@@ -323,7 +325,7 @@ def build_tiny_tokenizer(spec: TinySpec | None = None) -> Qwen2Tokenizer:
         special = token not in _NON_SPECIAL_ADDED
         add = backend.add_special_tokens if special else backend.add_tokens
         add([AddedToken(token, special=special, normalized=False)])
-    if spec.vocab == "reduced" and spec.phrase_tokens:
+    if spec.phrase_tokens:
         backend.add_tokens([AddedToken(p, special=False, normalized=False) for p in protocol_phrases()])
     tokenizer = Qwen2Tokenizer(
         tokenizer_object=backend,
@@ -377,7 +379,7 @@ def tiny_config(spec: TinySpec | None = None, tokenizer: Qwen2Tokenizer | None =
 
     spec = spec or TinySpec()
     ids = _special_ids(tokenizer)
-    size = max(ids.values()) + 1 if tokenizer is None else max(max(ids.values()) + 1, len(tokenizer))
+    size = len(tokenizer) if tokenizer is not None else max(ids.values()) + 1  # specials and phrases included
     vocab_size = VOCAB_SIZE if spec.vocab == "qwen" else -(-size // 64) * 64
     text_config = {
         "vocab_size": vocab_size,

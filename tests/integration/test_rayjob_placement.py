@@ -152,5 +152,5 @@ def test_preset_rayjob_places_the_trainers_bundles(preset, local_cluster, monkey
         ray.get(pg.ready())
 
 
-def _option_set(argv: list[str], key: str) -> int:
-    return int(next(a.split("=", 1)[1] for a in argv if a.startswith(f"{key}=")))
+def _option_set(overrides: list[str], key: str) -> int:
+    return int(next(o.split("=", 1)[1] for o in overrides if o.startswith(f"{key}=")))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mini_o3.task import get_prompt_set, tool_turn
-from mini_o3.tiny import TINY_PROFILES, build_tiny_tokenizer, protocol_phrases, tiny_config
+from mini_o3.tiny import TINY_PROFILES, TinySpec, build_tiny_tokenizer, protocol_phrases, tiny_config
 
 pytestmark = pytest.mark.slow  # trains a BPE on the protocol corpus (~5 s)
 
@@ -42,3 +42,8 @@ def test_phrases_come_from_the_task_kit_and_the_model_has_a_row_for_every_id(tok
     assert tiny_config(TINY_PROFILES["learn"], tokenizer).text_config.vocab_size >= len(tokenizer)
     assert len(build_tiny_tokenizer(TINY_PROFILES["learn"].model_copy(update={"phrase_tokens": False}))) \
         == len(tokenizer) - len(phrases)
+
+
+def test_phrase_tokens_need_the_reduced_vocabulary():
+    with pytest.raises(ValueError, match="phrase_tokens needs vocab='reduced'"):
+        TinySpec(phrase_tokens=True)
