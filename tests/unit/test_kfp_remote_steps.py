@@ -13,6 +13,7 @@ from fixtures.stage_cluster import stage_cluster_fixture  # noqa: F401 (register
 from mini_o3 import images
 from mini_o3.kfp import bodies, components
 from mini_o3.launch import validate_rayjob
+from mini_o3.stages import StageResult
 
 
 class Metrics:
@@ -41,11 +42,21 @@ def inputs(stage, tmp_path, **extra):
                 accelerator="nvidia.com/gpu", parent_run_id="", work_volume_claim="mini-o3-work",
                 ray_service_account="", image_registry="", image_tag="", metrics=Metrics())
     if stage == "sft":
-        base.update(data_uri="s3://b/d", base_model="hf://m/m")
+        base.update(data=data("s3://b/d"), base_model="hf://m/m")
     else:
-        base.update(engine="verl", model_uri="s3://b/m", train_uri="s3://b/t", val_uri="",
+        base.update(engine="verl", model=model("s3://b/m"), train=data("s3://b/t"), val={},
                     judge_secret_name="mini-o3-judge", judge_enabled=True)
     return {**base, **extra}
+
+
+def data(uri):
+    """The stage result a data task hands on (``StageResult.to_dict``)."""
+    return StageResult("prepare_rl_data", uri, outputs={"data": uri}).to_dict()
+
+
+def model(uri):
+    """The stage result an SFT task hands on."""
+    return StageResult("sft", uri.rsplit("/", 1)[0], model_uri=uri, outputs={"model": uri}).to_dict()
 
 
 def run_component(stage, tmp_path, **extra):
@@ -84,8 +95,8 @@ def test_rl_rayjob_end_to_end(cluster, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "k")  # the launcher pod mounts the judge Secret too (optional)
     root = str(tmp_path / "runs" / "run-42")
     metrics = Metrics()
-    result = run_component("rl", tmp_path, model_uri="s3://b/runs/run-42/sft/model",
-                           train_uri="s3://b/runs/run-42/data/rl_data", val_uri="s3://b/runs/run-42/data/eval_data",
+    result = run_component("rl", tmp_path, model=model("s3://b/runs/run-42/sft/model"),
+                           train=data("s3://b/runs/run-42/data/rl_data"), val=data("s3://b/runs/run-42/data/eval_data"),
                            run_root=root, overrides=["total_training_steps=2"], parent_run_id="parent-123",
                            metrics=metrics)
     m = cluster.manifest
@@ -106,7 +117,7 @@ def test_rl_rayjob_end_to_end(cluster, tmp_path, monkeypatch):
     assert r.overrides == ["total_training_steps=2"] and r.launch.mode == "inprocess"
     assert (r.tracking.parent_run_id, r.tracking.tracking_uri) == ("parent-123", "http://mlflow:5000")
     assert r.out_uri == f"{root}/rl"
-    assert result.model_uri == f"{root}/rl/model" and metrics.logged == {"global_step": 3.0}
+    assert result["model_uri"] == f"{root}/rl/model" and metrics.logged == {"global_step": 3.0}
     # verl's workers on the worker pods see the driver's work folder: one shared claim, one path.
     cluster_spec = m["spec"]["rayClusterSpec"]
     for pod in (cluster_spec["headGroupSpec"]["template"], workers["template"]):
@@ -118,7 +129,7 @@ def test_rl_rayjob_end_to_end(cluster, tmp_path, monkeypatch):
 
 def test_sft_rayjob_end_to_end(cluster, tmp_path):
     root = str(tmp_path / "runs" / "run-42")
-    result = run_component("sft", tmp_path, data_uri="s3://b/runs/run-42/data/coldstart",
+    result = run_component("sft", tmp_path, data=data("s3://b/runs/run-42/data/coldstart"),
                            base_model="hf://Qwen/Qwen2.5-VL-7B-Instruct", run_root=root, overrides=["num_train_epochs=1"])
     m = cluster.manifest
     check_common(m, "sft")
@@ -131,7 +142,7 @@ def test_sft_rayjob_end_to_end(cluster, tmp_path):
     # LLaMA-Factory reserves {GPU: 1, CPU: 10} per GPU: each 8-GPU worker pod must offer >= 80 CPUs.
     worker = m["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
     assert int(worker["resources"]["limits"]["cpu"]) >= 10 * 8
-    assert result.model_uri == f"{root}/sft/model"
+    assert result["model_uri"] == f"{root}/sft/model"
 
 
 def test_sft_rayjob_cpu_override_wins(cluster, tmp_path):

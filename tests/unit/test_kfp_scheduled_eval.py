@@ -65,7 +65,7 @@ def test_plan_runs_light_after_the_model_and_benchmarks_and_feeds_the_report(eva
     assert report["history"]["taskOutputParameter"] == {"outputParameterKey": "history", "producerTask": "plan-eval"}
     assert report["promote_if_better"]["componentInputParameter"] == "pipelinechannel--promote_if_better"
     evaluate_task = tasks["evaluate"][0]["inputs"]["parameters"]
-    assert evaluate_task["model_uri"] == {"componentInputParameter": "pipelinechannel--resolve-model-model_uri"}
+    assert evaluate_task["model"] == {"componentInputParameter": "pipelinechannel--resolve-model-model"}
     defaults = spec["root"]["inputDefinitions"]["parameters"]
     assert (defaults["force"]["defaultValue"], defaults["promote_if_better"]["defaultValue"],
             defaults["trend_runs"]["defaultValue"]) == (False, False, 10)
@@ -78,7 +78,7 @@ def test_train_registers_the_rl_model_after_its_evaluation():
     tasks = _tasks(spec)
     register, conditions = tasks["register-model"]
     inputs = register["inputs"]["parameters"]
-    assert inputs["eval_uri"]["taskOutputParameter"]["producerTask"].startswith("condition-branches")  # after eval
+    assert inputs["evaluation"]["taskOutputParameter"]["producerTask"].startswith("condition-branches")  # after eval
     assert inputs["name"]["componentInputParameter"] == "pipelinechannel--p5_register_model"
     defaults = spec["root"]["inputDefinitions"]["parameters"]
     assert (defaults["p5_register_model"]["defaultValue"], defaults["p5_register_alias"]["defaultValue"],

@@ -10,7 +10,7 @@ import pytest
 
 from mini_o3 import storage
 from mini_o3.kfp import bodies
-from mini_o3.stages import SFTRequest, StageError, parse_benchmarks, sft_stage
+from mini_o3.stages import SFTRequest, StageError, StageResult, parse_benchmarks, sft_stage
 from mini_o3.stages.common import (
     fetch,
     fetch_datasets,
@@ -120,15 +120,36 @@ def test_launch_settings_reference_secrets_by_name():
                               judge_secret_name="", hf_token_secret_name="", env={})
 
 
-def test_use_artifact(tmp_path):
+def test_use_artifact_hands_on_the_result_the_artifact_was_sealed_with(tmp_path):
+    """A skip branch passes downstream what the stage that made the artifact recorded (its run/ output,
+    metrics), not a bare URI; artifacts without a matching record become a ``given`` result."""
     sealed = _sealed(tmp_path / "model", {"config.json": "{}"})
-    assert bodies.use_artifact(uri=str(sealed), kind="model") == str(sealed)
-    assert bodies.use_artifact(uri="hf://Mini-o3/Mini-o3-7B-SFT", kind="model") == "hf://Mini-o3/Mini-o3-7B-SFT"
+    given = bodies.use_artifact(uri=str(sealed), kind="model")
+    assert (given["stage"], given["model_uri"], given["outputs"]) == ("given", str(sealed), {"model": str(sealed)})
+    hub = bodies.use_artifact(uri="hf://Mini-o3/Mini-o3-7B-SFT", kind="model")
+    assert (hub["stage"], hub["model_uri"]) == ("given", "hf://Mini-o3/Mini-o3-7B-SFT")
     with pytest.raises(storage.IncompleteArtifactError, match="RL data URI .* is not a complete artifact"):
         bodies.use_artifact(uri=str(tmp_path / "nothing"), kind="RL data")
-    assert bodies.run_uri_of(str(tmp_path / "sft" / "model")) == ""  # no sealed run/ sibling
-    _sealed(tmp_path / "sft" / "run", {"stage.json": "{}"})
-    assert bodies.run_uri_of(str(tmp_path / "sft" / "model")) == str(tmp_path / "sft" / "run")
+    sft = tmp_path / "sft"
+    record = StageResult("sft", str(sft), model_uri=str(sft / "model"), metrics={"train_loss": 0.5},
+                         outputs={"model": str(sft / "model"), "run": str(sft / "run")})
+    model = _sealed(sft / "model", {"config.json": "{}"})
+    _sealed(sft / "run", {"stage.json": record.to_json()})
+    assert bodies.use_artifact(uri=str(model), kind="model") == record.to_dict()
+    assert bodies.run_of(record.to_dict(), "sft") == str(sft / "run") and bodies.run_of(given, "sft") == ""
+    moved = _sealed(tmp_path / "copy" / "model", {"config.json": "{}"})  # a copy elsewhere: its record names sft/
+    _sealed(tmp_path / "copy" / "run", {"stage.json": record.to_json()})
+    assert bodies.use_artifact(uri=str(moved), kind="model")["stage"] == "given"
+    data = _sealed(tmp_path / "data", {"stage.json": StageResult("prepare_coldstart", str(tmp_path / "data")).to_json()})
+    assert bodies.use_artifact(uri=str(data), kind="cold-start data")["stage"] == "prepare_coldstart"
+
+
+def test_a_malformed_upstream_result_names_the_input():
+    with pytest.raises(StageError, match=r"^sft: expected a stage result with keys stage, out_uri"):
+        bodies.model_of({"uri": "x"}, "sft")
+    with pytest.raises(StageError, match=r"^rl: the prepare_rl_data stage result at 's3://b/d' holds no model"):
+        bodies.model_of(StageResult("prepare_rl_data", "s3://b/d").to_dict(), "rl")
+    assert bodies.out_of({}, "base_eval") == ""
 
 
 def test_report_html_renders_tables_lists_and_inline_images(tmp_path):

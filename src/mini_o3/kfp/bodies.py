@@ -136,17 +136,39 @@ def finish_run(*, storage_root: str, kfp_run_id: str, pipeline: str, experiment:
     return status
 
 
-def use_artifact(*, uri: str, kind: str) -> str:
-    """The skip branch of a stage: check the given artifact is usable and pass its URI on.
+def use_artifact(*, uri: str, kind: str) -> dict[str, Any]:
+    """The skip branch of a stage: check the given artifact is usable and hand on its stage result
+    (``stages.common.given_result``: the one it was sealed with, else one holding only the URI).
 
     ``kind="model"`` also accepts hub models (``hf://org/name``); anything else must be sealed."""
-    if kind == "model" and is_hub_model(uri):
-        return uri
-    if not storage.is_complete(uri):
+    from mini_o3.stages.common import given_result
+
+    if not (kind.startswith("model") and is_hub_model(uri)) and not storage.is_complete(uri):
         raise storage.IncompleteArtifactError(
             f"{kind} URI {uri!r} is not a complete artifact (no {storage.COMPLETION_MARKER}): it is missing or half-written")
-    print(f"[mini-o3] using existing {kind} {uri}", flush=True)
-    return uri
+    result = given_result(uri, kind)
+    print(f"[mini-o3] using existing {kind} {uri}" + (f" (from a {result.stage} stage)" if result.stage != "given" else ""),
+          flush=True)
+    return result.to_dict()
+
+
+def model_of(result: dict[str, Any], name: str) -> str:
+    """The model URI of an upstream task's stage result (input ``name``)."""
+    model = StageResult.from_dict(result, name).model_uri
+    if model is None:
+        raise StageError(f"{name}: the {result['stage']} stage result at {result['out_uri']!r} holds no model")
+    return model
+
+
+def out_of(result: dict[str, Any], name: str) -> str:
+    """The sealed output URI of an upstream task's stage result (input ``name``; {} → "")."""
+    return StageResult.from_dict(result, name).out_uri if result else ""
+
+
+def run_of(result: dict[str, Any], name: str) -> str:
+    """The sealed ``run/`` output (logs, curves) of an upstream SFT / RL stage result, "" for a model
+    given without one."""
+    return StageResult.from_dict(result, name).outputs.get("run", "") if result else ""
 
 
 # -- stages ----------------------------------------------------------------------------------
@@ -170,21 +192,21 @@ def _tracking(parent_run_id: str, run_root: str) -> Tracking:
 
 
 def prepare_coldstart(*, source: str, run_root: str, overrides: Sequence[str], synthetic: Sequence[str],
-                      parent_run_id: str) -> str:
+                      parent_run_id: str) -> StageResult:
     from mini_o3.stages import prepare_coldstart_stage
 
     out_uri = storage.join(run_root, "data", "coldstart")
     return prepare_coldstart_stage(source, out_uri, overrides=list(overrides), synthetic=list(synthetic),
-                                   tracking=_tracking(parent_run_id, run_root)).out_uri
+                                   tracking=_tracking(parent_run_id, run_root))
 
 
 def prepare_bench(*, benchmarks: str, name: str, run_root: str, overrides: Sequence[str], synthetic: Sequence[str],
-                  parent_run_id: str) -> str:
+                  parent_run_id: str) -> StageResult:
     from mini_o3.stages import prepare_bench_stage
 
     out_uri = storage.join(run_root, "data", name)
     return prepare_bench_stage(benchmarks, out_uri, overrides=list(overrides), synthetic=list(synthetic),
-                               tracking=_tracking(parent_run_id, run_root), stage=f"prepare_{name}").out_uri
+                               tracking=_tracking(parent_run_id, run_root), stage=f"prepare_{name}")
 
 
 def launch_settings(*, mode: str, ray_address: str, workers: int, gpus_per_worker: int, node_selector: dict,
@@ -364,25 +386,25 @@ def report(*, eval_uri: str, run_root: str, models: dict[str, str], sft_run_uri:
 # -- scheduled evaluation: registry, plan ----------------------------------------------------
 
 
-def resolve_model(*, model_ref: str, backend: str, run_root: str) -> tuple[str, str]:
-    """(model URI to evaluate, ``ResolvedModel`` as JSON) of the evaluate pipeline's ``model_uri``:
-    ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` are looked up in the registry now; the model
-    must be a sealed artifact or a hub id (``use_artifact``). An ``openai:`` backend may leave it empty."""
+def resolve_model(*, model_ref: str, backend: str, run_root: str) -> tuple[dict[str, Any], str]:
+    """(stage result of the model to evaluate, ``ResolvedModel`` as JSON) of the evaluate pipeline's
+    ``model_uri``: ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` are looked up in the registry now;
+    the model must be a sealed artifact or a hub id (``use_artifact``). An ``openai:`` backend may leave it empty."""
     from mini_o3.registry import RegistryError, ResolvedModel, is_registry_ref, resolve
 
     if backend.startswith("openai:") and not model_ref.strip():
-        return "", json.dumps(ResolvedModel("", "", "").to_dict())
+        return StageResult("given", "", model_uri="").to_dict(), json.dumps(ResolvedModel("", "", "").to_dict())
     try:
         if is_registry_ref(model_ref):
             resolved = resolve(model_ref, _tracking_uri(run_root))
-            use_artifact(uri=resolved.uri, kind=f"model ({model_ref} → version {resolved.version})")
+            model = use_artifact(uri=resolved.uri, kind=f"model ({model_ref} → version {resolved.version})")
         else:
-            use_artifact(uri=model_ref, kind="model")
+            model = use_artifact(uri=model_ref, kind="model")
             resolved = resolve(model_ref, None)
     except RegistryError as exc:
         raise StageError(f"model_uri: {exc}") from exc
     print(f"[mini-o3] model {model_ref} → {resolved.label}: {resolved.uri} (digest {resolved.digest or '-'})", flush=True)
-    return resolved.uri, json.dumps(resolved.to_dict())
+    return model, json.dumps(resolved.to_dict())
 
 
 def plan_eval(*, model_info: str, bench_uri: str, backend: str, k: int, overrides: Sequence[str], judge_enabled: bool,
@@ -416,17 +438,6 @@ def register(*, model_uri: str, sft_model_uri: str, eval_uri: str, name: str, al
                           sft_model_uri=sft_model_uri if name and register_sft else "", data_uris=data_uris,
                           eval_uri=eval_uri, kfp_run_id=basename(run_root), tracking=tracking,
                           registry_uri=_tracking_uri(run_root))
-
-
-def run_uri_of(model_uri: str) -> str:
-    """The ``run/`` sibling of a stage's ``model/`` output ("" for other model references)."""
-    if model_uri.rstrip("/").endswith("/model") and not is_hub_model(model_uri):
-        sibling = model_uri.rstrip("/")[: -len("model")] + "run"
-        try:
-            return sibling if storage.is_complete(sibling) else ""
-        except storage.StorageError:
-            return ""
-    return ""
 
 
 def dumps(value: Any) -> str:

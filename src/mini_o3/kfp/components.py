@@ -6,7 +6,9 @@ the runtime image, ``install_kfp_package=False``) and call one ``mini_o3.kfp.bod
 Component bodies are embedded in the compiled YAML as source: they import inside the body and
 refer to nothing else in this module. Platform settings (S3 endpoint, MLflow tracking URI) are no
 inputs: every task gets them as env from the platform ConfigMap (``pipelines.PLATFORM_CONFIG_MAP``). Large artifacts never pass through KFP: stages read and
-write object storage and hand URIs on as strings; only the small Metrics / Markdown / HTML
+write object storage, and each stage task hands its whole stage result (``StageResult`` as a
+``dict``: sealed output URIs, model URI, metrics, provenance) to the tasks downstream; a skip branch
+hands on the result the given artifact was sealed with. Only the small Metrics / Markdown / HTML
 artifacts go through the KFP launcher.
 
 GPU components take the accelerator type and count they are scheduled with as inputs too: the
@@ -56,36 +58,36 @@ def finish_run(storage_root: str, kfp_run_id: str, pipeline: str, experiment: st
                       state=status.state, error=str(status.error_message or ""))
 
 
-def use_artifact(uri: str, kind: str) -> str:
-    """Skip branch of a stage: refuse a missing or half-written artifact, else pass its URI on."""
+def use_artifact(uri: str, kind: str) -> dict:
+    """Skip branch of a stage: refuse a missing or half-written artifact, else hand on its stage
+    result (the one it was sealed with, else one holding only the URI)."""
     from mini_o3.kfp import bodies
 
     return bodies.use_artifact(uri=uri, kind=kind)
 
 
-def prepare_coldstart(source: str, run_root: str, overrides: list, synthetic: list, parent_run_id: str) -> str:
-    """Cold-start parquet (hub id, folder or ``synthetic``) → sealed LLaMA-Factory data; returns its URI."""
+def prepare_coldstart(source: str, run_root: str, overrides: list, synthetic: list, parent_run_id: str) -> dict:
+    """Cold-start parquet (hub id, folder or ``synthetic``) → sealed LLaMA-Factory data; returns the stage result."""
     from mini_o3.kfp import bodies
 
     return bodies.prepare_coldstart(source=source, run_root=run_root, overrides=overrides, synthetic=synthetic,
-                                    parent_run_id=parent_run_id)
+                                    parent_run_id=parent_run_id).to_dict()
 
 
-def prepare_bench(benchmarks: str, name: str, run_root: str, overrides: list, synthetic: list, parent_run_id: str) -> str:
-    """Benchmarks ``name[=source],...`` (``synthetic`` generates) → one sealed collection; returns its URI."""
+def prepare_bench(benchmarks: str, name: str, run_root: str, overrides: list, synthetic: list, parent_run_id: str) -> dict:
+    """Benchmarks ``name[=source],...`` (``synthetic`` generates) → one sealed collection; returns the stage result."""
     from mini_o3.kfp import bodies
 
     return bodies.prepare_bench(benchmarks=benchmarks, name=name, run_root=run_root, overrides=overrides,
-                                synthetic=synthetic, parent_run_id=parent_run_id)
+                                synthetic=synthetic, parent_run_id=parent_run_id).to_dict()
 
 
-def sft(data_uri: str, base_model: str, run_root: str, overrides: list, launch_mode: str, ray_address: str,
+def sft(data: dict, base_model: str, run_root: str, overrides: list, launch_mode: str, ray_address: str,
         workers: int, gpus_per_worker: str, node_selector: dict, tolerations: list, launch_overrides: list,
         s3_secret_name: str, hf_token_secret_name: str, accelerator: str, parent_run_id: str, work_volume_claim: str,
-        ray_service_account: str, image_registry: str, image_tag: str, metrics: Output[Metrics]) -> NamedTuple("SFTOutputs", [("model_uri", str)]):
-    """LLaMA-Factory SFT in this pod, or on Ray / a KubeRay RayJob; returns the sealed model URI."""
-    from collections import namedtuple
-
+        ray_service_account: str, image_registry: str, image_tag: str, metrics: Output[Metrics]) -> dict:
+    """LLaMA-Factory SFT in this pod, or on Ray / a KubeRay RayJob; returns the stage result (sealed
+    model and run URIs, metrics)."""
     from mini_o3.kfp import bodies
 
     gpus = bodies.gpu_count(gpus_per_worker, "gpus_per_worker")
@@ -97,23 +99,22 @@ def sft(data_uri: str, base_model: str, run_root: str, overrides: list, launch_m
                                  hf_token_secret_name=hf_token_secret_name, work_volume_claim=work_volume_claim,
                                  accelerator=accelerator, service_account=ray_service_account,
                                  image=bodies.stage_image("sft", image_registry, image_tag))
-    request = bodies.sft_request(data_uri=data_uri, model=base_model, run_root=run_root, overrides=overrides,
+    request = bodies.sft_request(data_uri=bodies.out_of(data, "data"), model=base_model, run_root=run_root, overrides=overrides,
                                  launch=launch, parent_run_id=parent_run_id)
     result = bodies.run_request(request)
     for key, value in sorted(result.metrics.items()):
         metrics.log_metric(key, value)
-    return namedtuple("SFTOutputs", ["model_uri"])(result.model_uri)
+    return result.to_dict()
 
 
-def rl(engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str, overrides: list, launch_mode: str,
+def rl(engine: str, model: dict, train: dict, val: dict, run_root: str, overrides: list, launch_mode: str,
        ray_address: str, workers: int, gpus_per_worker: str, node_selector: dict, tolerations: list,
        launch_overrides: list, s3_secret_name: str, judge_secret_name: str, judge_enabled: bool,
        hf_token_secret_name: str, accelerator: str, parent_run_id: str, work_volume_claim: str,
        ray_service_account: str, image_registry: str, image_tag: str,
-       metrics: Output[Metrics]) -> NamedTuple("RLOutputs", [("model_uri", str)]):
-    """GRPO (reference engine in this pod, or verl on Ray / a KubeRay RayJob); returns the sealed model URI."""
-    from collections import namedtuple
-
+       metrics: Output[Metrics]) -> dict:
+    """GRPO (reference engine in this pod, or verl on Ray / a KubeRay RayJob) from the SFT stage's
+    model; returns the stage result (sealed model and run URIs, metrics)."""
     from mini_o3.kfp import bodies
 
     gpus = bodies.gpu_count(gpus_per_worker, "gpus_per_worker")
@@ -127,66 +128,70 @@ def rl(engine: str, model_uri: str, train_uri: str, val_uri: str, run_root: str,
                                  work_volume_claim=work_volume_claim, accelerator=accelerator,
                                  service_account=ray_service_account, engine=engine,
                                  image=bodies.stage_image("rl", image_registry, image_tag))
-    request = bodies.rl_request(engine=engine, model_uri=model_uri, train_uri=train_uri, val_uri=val_uri,
+    request = bodies.rl_request(engine=engine, model_uri=bodies.model_of(model, "model"),
+                                train_uri=bodies.out_of(train, "train"), val_uri=bodies.out_of(val, "val"),
                                 run_root=run_root, overrides=overrides, launch=launch, parent_run_id=parent_run_id,
                                 gpus=gpus)
     result = bodies.run_request(request)
     for key, value in sorted(result.metrics.items()):
         metrics.log_metric(key.replace("@", "_at_"), value)
-    return namedtuple("RLOutputs", ["model_uri"])(result.model_uri)
+    return result.to_dict()
 
 
-def evaluate(model_uri: str, bench_uri: str, run_root: str, out_name: str, k: int, backend: str, overrides: list,
+def evaluate(model: dict, bench: dict, run_root: str, out_name: str, k: int, backend: str, overrides: list,
              judge_secret_name: str, judge_enabled: bool, accelerator: str, gpus: str, parent_run_id: str,
-             metrics: Output[Metrics]) -> str:
-    """Avg@k of a model on a benchmark collection (vLLM with tensor parallelism over the pod's GPUs,
-    or the local HF policy); returns the eval URI."""
+             metrics: Output[Metrics]) -> dict:
+    """Avg@k of a model (an upstream stage result) on a benchmark collection (vLLM with tensor
+    parallelism over the pod's GPUs, or the local HF policy); returns the stage result."""
     from mini_o3.kfp import bodies
 
     count = bodies.gpu_count(gpus, "gpus")
     bodies.log_hardware("evaluate", backend, accelerator, count, 1)
-    request = bodies.eval_request(model_uri=model_uri, bench_uri=bench_uri, run_root=run_root, out_name=out_name, k=k,
+    request = bodies.eval_request(model_uri=bodies.model_of(model, "model"), bench_uri=bodies.out_of(bench, "bench"), run_root=run_root, out_name=out_name, k=k,
                                   backend=backend, gpus=count, overrides=overrides, judge_enabled=judge_enabled,
                                   judge_secret_name=judge_secret_name, parent_run_id=parent_run_id)
     result = bodies.run_request(request)
     for key, value in sorted(result.metrics.items()):
         metrics.log_metric(key, value)
-    return result.out_uri
+    return result.to_dict()
 
 
-def report(eval_uri: str, run_root: str, base_model: str, sft_model_uri: str, rl_model_uri: str, base_eval_uri: str,
-           sft_eval_uri: str, title: str, parent_run_id: str, markdown: Output[Markdown], html: Output[HTML], metrics: Output[Metrics], history: str = "",
-           promote_if_better: bool = False) -> str:
-    """The run's report as Markdown and HTML (plots inlined) artifacts, plus Avg@k metrics; with the
-    base / SFT evaluations, the learning table first; with a plan (``history``), the target's trend
-    first, and ``promote_if_better`` moves ``champion`` to a better candidate."""
+def report(evaluation: dict, run_root: str, base_model: str, sft: dict, rl: dict, base_eval: dict, sft_eval: dict,
+           title: str, parent_run_id: str, markdown: Output[Markdown], html: Output[HTML], metrics: Output[Metrics],
+           history: str = "", promote_if_better: bool = False) -> dict:
+    """The run's report as Markdown and HTML (plots inlined) artifacts, plus Avg@k metrics, from the
+    upstream stage results; with the base / SFT evaluations, the learning table first; with a plan
+    (``history``), the target's trend first, and ``promote_if_better`` moves ``champion`` to a better candidate."""
     from mini_o3.kfp import bodies
 
-    trained = bool(base_model or sft_model_uri)  # the train pipeline; evaluate has one model
-    models = {"base model": base_model, "SFT model": sft_model_uri, ("RL model" if trained else "model"): rl_model_uri}
-    result = bodies.report(eval_uri=eval_uri, run_root=run_root, models=models,
-                           compare_evals={"base": base_eval_uri, "sft": sft_eval_uri},
-                           sft_run_uri=bodies.run_uri_of(sft_model_uri), rl_run_uri=bodies.run_uri_of(rl_model_uri),
+    trained = bool(base_model or sft)  # the train pipeline; evaluate has one model
+    models = {"base model": base_model, "SFT model": bodies.model_of(sft, "sft") if sft else "",
+              ("RL model" if trained else "model"): bodies.model_of(rl, "rl")}
+    result = bodies.report(eval_uri=bodies.out_of(evaluation, "evaluation"), run_root=run_root, models=models,
+                           compare_evals={"base": bodies.out_of(base_eval, "base_eval"),
+                                          "sft": bodies.out_of(sft_eval, "sft_eval")},
+                           sft_run_uri=bodies.run_of(sft, "sft"), rl_run_uri=bodies.run_of(rl, "rl"),
                            title=title, markdown_path=markdown.path, html_path=html.path, parent_run_id=parent_run_id,
                            history=history, promote_if_better=promote_if_better)
     for key, value in sorted(result.metrics.items()):
         metrics.log_metric(key, value)
-    return result.out_uri
+    return result.to_dict()
 
 
 def resolve_model(model_ref: str, backend: str,
-                  run_root: str) -> NamedTuple("ResolveOutputs", [("model_uri", str), ("model_info", str)]):
+                  run_root: str) -> NamedTuple("ResolveOutputs", [("model", dict), ("model_info", str)]):
     """The model to evaluate, resolved now: models:/NAME@ALIAS or models:/NAME/VERSION through the
-    MLflow Model Registry, else the given sealed URI / hub id (checked); plus what it resolved to."""
+    MLflow Model Registry, else the given sealed URI / hub id (checked); as a stage result, plus what
+    it resolved to."""
     from collections import namedtuple
 
     from mini_o3.kfp import bodies
 
-    uri, info = bodies.resolve_model(model_ref=model_ref, backend=backend, run_root=run_root)
-    return namedtuple("ResolveOutputs", ["model_uri", "model_info"])(uri, info)
+    model, info = bodies.resolve_model(model_ref=model_ref, backend=backend, run_root=run_root)
+    return namedtuple("ResolveOutputs", ["model", "model_info"])(model, info)
 
 
-def plan_eval(model_info: str, bench_uri: str, backend: str, k: int, overrides: list, judge_secret_name: str,
+def plan_eval(model_info: str, bench: dict, backend: str, k: int, overrides: list, judge_secret_name: str,
               judge_enabled: bool, force: bool, trend_runs: int,
               run_root: str) -> NamedTuple("PlanOutputs", [("reuse_eval_uri", str), ("history", str)]):
     """Skip what did not change: the same model digest, benchmark digests and eval-config hash as a
@@ -195,21 +200,24 @@ def plan_eval(model_info: str, bench_uri: str, backend: str, k: int, overrides: 
 
     from mini_o3.kfp import bodies
 
-    reuse, plan = bodies.plan_eval(model_info=model_info, bench_uri=bench_uri, backend=backend, k=k, overrides=overrides,
+    reuse, plan = bodies.plan_eval(model_info=model_info, bench_uri=bodies.out_of(bench, "bench"), backend=backend, k=k, overrides=overrides,
                                    judge_enabled=judge_enabled, judge_secret_name=judge_secret_name, force=force,
                                    trend_runs=trend_runs, run_root=run_root)
     return namedtuple("PlanOutputs", ["reuse_eval_uri", "history"])(reuse, plan)
 
 
-def register_model(model_uri: str, sft_model_uri: str, eval_uri: str, name: str, alias: str, register_sft: bool,
-                   coldstart_uri: str, rl_data_uri: str, eval_data_uri: str, run_root: str, parent_run_id: str) -> str:
+def register_model(rl: dict, sft: dict, evaluation: dict, name: str, alias: str, register_sft: bool,
+                   coldstart: dict, rl_data: dict, eval_data: dict, run_root: str, parent_run_id: str) -> str:
     """The final RL model (and the SFT model) as a new version of a registered MLflow model, with
     the run, data and config hashes as tags and the alias moved to it; returns the version's URI."""
     from mini_o3.kfp import bodies
 
-    result = bodies.register(model_uri=model_uri, sft_model_uri=sft_model_uri, eval_uri=eval_uri, name=name,
-                             alias=alias, register_sft=register_sft,
-                             data_uris={"coldstart": coldstart_uri, "rl": rl_data_uri, "eval": eval_data_uri},
+    result = bodies.register(model_uri=bodies.model_of(rl, "rl"), sft_model_uri=bodies.model_of(sft, "sft"),
+                             eval_uri=bodies.out_of(evaluation, "evaluation"), name=name, alias=alias,
+                             register_sft=register_sft,
+                             data_uris={"coldstart": bodies.out_of(coldstart, "coldstart"),
+                                        "rl": bodies.out_of(rl_data, "rl_data"),
+                                        "eval": bodies.out_of(eval_data, "eval_data")},
                              run_root=run_root, parent_run_id=parent_run_id)
     return result.info["versions"].get("rl", {}).get("ref", "")
 

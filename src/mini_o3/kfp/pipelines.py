@@ -250,7 +250,7 @@ def build_train(c: Components | None = None) -> Any:
             eval_data = dsl.OneOf(ev_new.output, ev_old.output)
 
             # 2. SFT
-            sft_args = dict(data_uri=coldstart, base_model=p2_sft_base_model, run_root=root, overrides=p2_sft_overrides,
+            sft_args = dict(data=coldstart, base_model=p2_sft_base_model, run_root=root, overrides=p2_sft_overrides,
                             launch_mode=p2_sft_launch_mode, ray_address=p2_sft_ray_address, workers=p2_sft_workers,
                             gpus_per_worker=p2_sft_gpus, node_selector=p0_gpu_node_selector,
                             tolerations=p0_gpu_tolerations, launch_overrides=p2_sft_launch_overrides,
@@ -266,10 +266,10 @@ def build_train(c: Components | None = None) -> Any:
                                    p0_gpu_node_selector, p0_gpu_tolerations), p0_hf_token_secret_name)
             with dsl.Else(name="sft-on-ray"):
                 sft_ray = _common(c.sft(**sft_args), s3, "sft", "2 SFT (Ray launcher)")
-            sft_model = dsl.OneOf(sft_old.output, sft_pod.outputs["model_uri"], sft_ray.outputs["model_uri"])
+            sft_model = dsl.OneOf(sft_old.output, sft_pod.outputs["Output"], sft_ray.outputs["Output"])
 
             # 3. RL
-            rl_args = dict(engine=p3_rl_engine, model_uri=sft_model, train_uri=rl_data, val_uri=eval_data, run_root=root,
+            rl_args = dict(engine=p3_rl_engine, model=sft_model, train=rl_data, val=eval_data, run_root=root,
                            overrides=p3_rl_overrides, launch_mode=p3_rl_launch_mode, ray_address=p3_rl_ray_address,
                            workers=p3_rl_workers, gpus_per_worker=p3_rl_gpus_per_worker,
                            node_selector=p0_gpu_node_selector, tolerations=p0_gpu_tolerations,
@@ -287,39 +287,40 @@ def build_train(c: Components | None = None) -> Any:
                                      p3_rl_gpus_per_worker, p0_gpu_node_selector, p0_gpu_tolerations), p0_judge_secret_name)
             with dsl.Else(name="rl-on-ray"):
                 rl_ray = _judge(_common(c.rl(**rl_args), s3, "rl", "3 RL (Ray launcher)"), p0_judge_secret_name)
-            rl_model = dsl.OneOf(rl_old_model.output, rl_pod.outputs["model_uri"], rl_ray.outputs["model_uri"])
+            rl_model = dsl.OneOf(rl_old_model.output, rl_pod.outputs["Output"], rl_ray.outputs["Output"])
 
             # 4. evaluation + report
-            eval_args = dict(bench_uri=eval_data, root=root, k=p4_eval_k, backend=p4_eval_backend,
+            eval_args = dict(bench=eval_data, root=root, k=p4_eval_k, backend=p4_eval_backend,
                              overrides=p4_eval_overrides, gpus=p4_eval_gpus, gpu_type=p0_gpu_type,
                              node_selector=p0_gpu_node_selector, tolerations=p0_gpu_tolerations, s3=s3,
                              judge=p0_judge_secret_name, judge_enabled=p0_judge_enabled, hf=p0_hf_token_secret_name,
                              run=run)
-            evaluation = _evaluate(c, model_uri=rl_model, name="eval", **eval_args)
-            _common(c.register_model(model_uri=rl_model, sft_model_uri=sft_model, eval_uri=evaluation,
+            evaluation = _evaluate(c, model=rl_model, name="eval", **eval_args)
+            _common(c.register_model(rl=rl_model, sft=sft_model, evaluation=evaluation,
                                      name=p5_register_model, alias=p5_register_alias, register_sft=p5_register_sft,
-                                     coldstart_uri=coldstart, rl_data_uri=rl_data, eval_data_uri=eval_data,
+                                     coldstart=coldstart, rl_data=rl_data, eval_data=eval_data,
                                      run_root=root, **run), s3, "light", "5 register model (MLflow)")
-            report_args = dict(eval_uri=evaluation, run_root=root, base_model=p2_sft_base_model, sft_model_uri=sft_model,
-                               rl_model_uri=rl_model, title="Mini-o3 training run", **run)
+            report_args = dict(evaluation=evaluation, run_root=root, base_model=p2_sft_base_model, sft=sft_model,
+                               rl=rl_model, title="Mini-o3 training run", **run)
             with dsl.If(p4_eval_compare == False, name="report-rl-model"):  # noqa: E712 (a DSL condition)
-                _common(c.report(**report_args, base_eval_uri="", sft_eval_uri=""), s3, "light", "5 report")
+                _common(c.report(**report_args, base_eval={}, sft_eval={}), s3, "light", "5 report")
             with dsl.Else(name="compare-with-base-and-sft"):
-                base_eval = _evaluate(c, model_uri=p2_sft_base_model, name="eval_base", **eval_args)
-                sft_eval = _evaluate(c, model_uri=sft_model, name="eval_sft", **eval_args)
-                _common(c.report(**report_args, base_eval_uri=base_eval, sft_eval_uri=sft_eval), s3, "light",
+                base = _common(c.use_artifact(uri=p2_sft_base_model, kind="model"), s3, "light", "4 base model")
+                base_eval = _evaluate(c, model=base.output, name="eval_base", **eval_args)
+                sft_eval = _evaluate(c, model=sft_model, name="eval_sft", **eval_args)
+                _common(c.report(**report_args, base_eval=base_eval, sft_eval=sft_eval), s3, "light",
                         "5 report (learning table)")
 
     return mini_o3_train
 
 
-def _evaluate(c: Components, *, model_uri: Any, bench_uri: Any, root: Any, k: Any, backend: Any, overrides: Any,
+def _evaluate(c: Components, *, model: Any, bench: Any, root: Any, k: Any, backend: Any, overrides: Any,
               gpus: Any, gpu_type: Any, node_selector: Any, tolerations: Any, s3: Any, judge: Any,
               judge_enabled: Any, hf: Any, run: dict, name: str = "eval", reuse: Any = None) -> Any:
     """Evaluation on a CPU pod (backend local) or a GPU pod (vllm) into ``<run_root>/<name>``;
-    returns the eval URI channel. ``reuse`` (the plan task's ``reuse_eval_uri``): when it is set no
+    returns the channel of its stage result. ``reuse`` (the plan task's ``reuse_eval_uri``): when it is set no
     evaluation task runs (no GPU pod); a light task checks that evaluation is still sealed instead."""
-    args = dict(model_uri=model_uri, bench_uri=bench_uri, run_root=root, out_name=name, k=k, backend=backend,
+    args = dict(model=model, bench=bench, run_root=root, out_name=name, k=k, backend=backend,
                 overrides=overrides,
                 judge_secret_name=judge, judge_enabled=judge_enabled, accelerator=gpu_type, gpus=gpus, **run)
     if reuse is not None:
@@ -418,7 +419,7 @@ def build_evaluate(c: Components | None = None) -> Any:
         with dsl.ExitHandler(finish, name="mini-o3-evaluate-stages"):
             resolved = _hf(_common(c.resolve_model(model_ref=model_uri, backend=backend, run_root=root),
                                    pod_env, "light", "resolve model"), hf_token_secret_name)
-            model = resolved.outputs["model_uri"]
+            model = resolved.outputs["model"]
             with dsl.If(bench_uri == "", name="prepare-benchmarks"):
                 new = _hf(_common(c.prepare_bench(benchmarks=benchmarks, name="eval_data", run_root=root,
                                                   overrides=bench_overrides, synthetic=synthetic, **run),
@@ -428,16 +429,16 @@ def build_evaluate(c: Components | None = None) -> Any:
                               pod_env, "light", "1 data: given benchmarks")
             bench = dsl.OneOf(new.output, old.output)
             plan = _judge(_common(c.plan_eval(
-                model_info=resolved.outputs["model_info"], bench_uri=bench, backend=backend, k=k,
+                model_info=resolved.outputs["model_info"], bench=bench, backend=backend, k=k,
                 overrides=eval_overrides, judge_secret_name=judge_secret_name, judge_enabled=judge_enabled,
                 force=force, trend_runs=trend_runs, run_root=root), pod_env, "light", "plan (unchanged since?)"), judge_secret_name)
-            evaluation = _evaluate(c, model_uri=model, bench_uri=bench, root=root, k=k, backend=backend,
+            evaluation = _evaluate(c, model=model, bench=bench, root=root, k=k, backend=backend,
                                    overrides=eval_overrides, gpus=gpus, gpu_type=gpu_type,
                                    node_selector=gpu_node_selector, tolerations=gpu_tolerations, s3=pod_env,
                                    judge=judge_secret_name, judge_enabled=judge_enabled, hf=hf_token_secret_name, run=run,
                                    reuse=plan.outputs["reuse_eval_uri"])
-            _common(c.report(eval_uri=evaluation, run_root=root, base_model="", sft_model_uri="", base_eval_uri="",
-                             sft_eval_uri="", rl_model_uri=model, title="Mini-o3 evaluation",
+            _common(c.report(evaluation=evaluation, run_root=root, base_model="", sft={}, base_eval={},
+                             sft_eval={}, rl=model, title="Mini-o3 evaluation",
                              history=plan.outputs["history"], promote_if_better=promote_if_better, **run),
                     pod_env, "light", "2 report")
 

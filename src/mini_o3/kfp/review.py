@@ -84,13 +84,21 @@ def launcher_inputs(stage: str, params: dict[str, Any], *, root: Path | str = ".
     if mode != "rayjob":
         raise ClientError(f"{stage} runs with launch mode {mode!r}, not as a RayJob: pass "
                           f"--param p{2 if stage == 'sft' else 3}_{stage}_launch_mode=rayjob")
+    from mini_o3.stages import StageResult
+
     run_root = storage.join(values["p0_storage_root"], run_id)
-    made = {  # what the earlier tasks of the run produce (their storage layout), unless skipped by URI
+    sft_model = values["p2_sft_model_uri"] or storage.join(run_root, "sft", "model")
+
+    def data(given: str, name: str) -> dict[str, Any]:
+        uri = given or storage.join(run_root, "data", name)
+        return StageResult("given" if given else f"prepare_{name}", uri, outputs={"data": uri}).to_dict()
+
+    made = {  # the stage results the earlier tasks of the run hand on (their storage layout), unless skipped by URI
         "run_root": run_root, "parent_run_id": "",
-        "data_uri": values["p1_data_coldstart_uri"] or storage.join(run_root, "data", "coldstart"),
-        "train_uri": values["p1_data_rl_uri"] or storage.join(run_root, "data", "rl_data"),
-        "val_uri": values["p1_data_eval_uri"] or storage.join(run_root, "data", "eval_data"),
-        "model_uri": values["p2_sft_model_uri"] or storage.join(run_root, "sft", "model"),
+        "data": data(values["p1_data_coldstart_uri"], "coldstart"),
+        "train": data(values["p1_data_rl_uri"], "rl_data"), "val": data(values["p1_data_eval_uri"], "eval_data"),
+        "model": StageResult("given" if values["p2_sft_model_uri"] else "sft", sft_model, model_uri=sft_model,
+                             outputs={"model": sft_model}).to_dict(),
     }
     inputs = {k: (made[k] if v is _RUNTIME and k in made else v) for k, v in inputs.items()}
     missing = sorted(k for k, v in inputs.items() if v is _RUNTIME)
@@ -124,12 +132,13 @@ def remote_plan(stage: str, params: dict[str, Any], *, root: Path | str = ".", r
         image=bodies.stage_image(stage, inputs["image_registry"], inputs["image_tag"]))
     tracking = dict(parent_run_id="")  # no MLflow parent run before a run
     if stage == "sft":
-        request = bodies.sft_request(data_uri=inputs["data_uri"], model=inputs["base_model"], run_root=run_root,
-                                     overrides=overrides, launch=launch, **tracking)
+        request = bodies.sft_request(data_uri=bodies.out_of(inputs["data"], "data"), model=inputs["base_model"],
+                                     run_root=run_root, overrides=overrides, launch=launch, **tracking)
     else:
-        request = bodies.rl_request(engine=inputs["engine"], model_uri=inputs["model_uri"], train_uri=inputs["train_uri"],
-                                    val_uri=inputs["val_uri"], run_root=run_root, overrides=overrides, launch=launch,
-                                    gpus=gpus, **tracking)
+        request = bodies.rl_request(engine=inputs["engine"], model_uri=bodies.model_of(inputs["model"], "model"),
+                                    train_uri=bodies.out_of(inputs["train"], "train"),
+                                    val_uri=bodies.out_of(inputs["val"], "val"), run_root=run_root,
+                                    overrides=overrides, launch=launch, gpus=gpus, **tracking)
     return remote_stage(request)
 
 

@@ -59,9 +59,29 @@ class StageResult:
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The result as a KFP ``dict`` output (what a downstream task receives). KFP's struct values
+        cannot hold null (kfp.local refuses them), so null entries are left out at every level: a
+        missing model URI comes back as None from ``from_dict``."""
+        def drop_null(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: drop_null(v) for k, v in value.items() if v is not None}
+            return [drop_null(v) for v in value] if isinstance(value, list) else value
+
+        return drop_null(json.loads(self.to_json()))
+
     @classmethod
     def from_json(cls, text: str) -> StageResult:
         return cls(**json.loads(text))
+
+    @classmethod
+    def from_dict(cls, value: Any, name: str = "stage result") -> StageResult:
+        """A result handed on by an upstream task; ``name`` is the input it arrived as (for the error)."""
+        fields = set(cls.__dataclass_fields__)
+        if not isinstance(value, dict) or not {"stage", "out_uri"} <= set(value) or set(value) - fields:
+            keys = sorted(value) if isinstance(value, dict) else type(value).__name__
+            raise StageError(f"{name}: expected a stage result with keys stage, out_uri[, {', '.join(sorted(fields - {'stage', 'out_uri'}))}], got {keys}")
+        return cls(**value)
 
 
 class StageError(RuntimeError):
@@ -80,6 +100,29 @@ def read_result(stage: str, out_uri: str) -> StageResult:
     from mini_o3 import storage
 
     return StageResult.from_json(storage.get_text(result_uri(stage, out_uri)))
+
+
+def given_result(uri: str, kind: str) -> StageResult:
+    """What a skip branch hands on for an artifact given by URI: the result it was sealed with when it
+    has one (``<uri>/stage.json``; a model's ``run/stage.json`` beside ``model/``), else a ``given``
+    result that holds only the URI (hub models, models trained elsewhere)."""
+    from mini_o3 import storage
+
+    model = kind.startswith("model")
+    if not is_hub_model(uri):
+        root = uri.rstrip("/")
+        candidates = [storage.join(root[: -len("/model")], "run", RESULT_NAME)] if model and root.endswith("/model") else []
+        candidates += [storage.join(root, RESULT_NAME)] if not model else []
+        for candidate in candidates:
+            try:
+                if storage.exists(candidate):
+                    result = StageResult.from_json(storage.get_text(candidate))
+                    if (result.model_uri or "").rstrip("/") == root or (not model and result.out_uri.rstrip("/") == root):
+                        return result
+            except (storage.StorageError, ValueError, TypeError):
+                pass
+    return StageResult("given", uri, model_uri=uri if model else None, outputs={"model" if model else "artifact": uri},
+                       info={"kind": kind})
 
 
 @contextlib.contextmanager
