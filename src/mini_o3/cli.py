@@ -249,7 +249,7 @@ EVAL_SET_HELP = ("EvalConfig override KEY=VALUE (repeatable; dotted keys): max_t
 def evaluate(
     policy: str = typer.Option(..., "--policy", metavar="SPEC", help="openai:URL[#served-model], vllm:MODEL (served for the run) or local:MODEL_DIR."),
     bench: list[Path] = typer.Option(..., "--bench", metavar="DIR", help="Prepared benchmark folder (repeatable)."),
-    k: Optional[int] = typer.Option(None, "--k", metavar="N", min=1, help="Samples per question (default: 32 VP/V*, 8 HR, 1 MME)."),
+    k: Optional[int] = typer.Option(None, "--k", metavar="N", min=1, help="Samples per question (default: the paper's k of each benchmark, from its BenchSpec; see README, Evaluation stage)."),
     out: Path = typer.Option(..., "--out", metavar="DIR", help="Output folder; re-running into it resumes finished samples."),
     protocol: Optional[Literal["paper", "rule"]] = typer.Option(
         None, "--protocol", metavar="paper|rule", help="Scoring: paper (default; the LLM judge scores every sample, as the paper) or rule "

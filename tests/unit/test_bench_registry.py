@@ -1,6 +1,8 @@
 """The benchmark registry is the one home of each benchmark's facts: the evaluator's k defaults,
 the report's paper table and the rule scorer are views of its ``BenchSpec`` entries."""
 
+from pathlib import Path
+
 from mini_o3.data.bench.registry import (
     BENCHMARKS, PAPER_K, PAPER_MODELS, PAPER_TABLE, paper_columns, paper_rows, scorer_for,
 )
@@ -32,3 +34,21 @@ def test_every_reference_data_source_has_a_spec_and_the_scorer_follows_the_famil
     assert reference <= set(sources)
     assert scorer_for("mme_realworld") == scorer_for("mme_realworld_lite") == "mme_realworld"
     assert scorer_for("vstar_bench") == scorer_for("synthetic_easy") == scorer_for("custom") == "answer_type"
+
+
+def test_the_paper_k_help_text_comes_from_the_bench_specs():
+    """Help texts state each benchmark's default k from its BenchSpec (not restated by hand)."""
+    from mini_o3.data.bench.registry import BENCHMARKS, PAPER_TABLE, paper_k_text
+    from mini_o3.kfp.client import package_path, pipeline_parameters
+
+    text = paper_k_text()
+    for group in text.split("; "):
+        k, labels = group.split(" ", 1)
+        for label in labels.split(", "):
+            spec = next(BENCHMARKS[n] for n in PAPER_TABLE if (BENCHMARKS[n].label or n) == label)
+            assert spec.default_k == int(k)
+    assert sum(len(g.split(", ")) for g in text.split("; ")) == len(PAPER_TABLE)
+    root = Path(__file__).resolve().parents[2]
+    for pipeline, key in (("train", "p4_eval_k"), ("evaluate", "k")):
+        description = " ".join(pipeline_parameters(package_path(pipeline, root))[key]["description"].split())
+        assert f"({text})" in description

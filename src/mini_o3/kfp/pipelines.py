@@ -89,12 +89,21 @@ def _hf(task: Any, hf_secret: Any) -> Any:
     return task
 
 
+def _paper_k(func: Any) -> Any:
+    """Fill the docstring's ``<paper k>`` from the benchmarks' ``BenchSpec.default_k`` (one home)."""
+    from mini_o3.data.bench.registry import paper_k_text
+
+    func.__doc__ = func.__doc__.replace("<paper k>", paper_k_text())
+    return func
+
+
 def build_train(c: Components | None = None) -> Any:
     """The ``mini-o3-train`` pipeline built on ``c`` (default: ``components.build()``)."""
     c = c or build()
 
     # List / dict defaults are safe: KFP copies them into the spec and never mutates them.
     @dsl.pipeline(name=TRAIN_NAME)
+    @_paper_k
     def mini_o3_train(
         p0_storage_root: str = "s3://mini-o3/runs",
         p0_experiment: str = "mini-o3",
@@ -185,7 +194,7 @@ def build_train(c: Components | None = None) -> Any:
             p3_rl_gpus_per_worker: GPUs per worker (verl n_gpus_per_node); also the GPUs of an inprocess RL pod; a whole number as a string.
             p3_rl_ray_address: Ray Jobs API URL for launch mode ray.
             p3_rl_launch_overrides: LaunchSettings overrides key=value for the RayJob (memory_per_worker=, namespace=, ...).
-            p4_eval_k: Samples per question; 0: the paper's k per benchmark (32 VisualProbe / V*, 8 HR-Bench, 1 MME-RealWorld).
+            p4_eval_k: Samples per question; 0: the paper's k per benchmark (<paper k>).
             p4_eval_backend: vllm (serve the model on a GPU pod) or local (HF policy on CPU: smoke tests).
             p4_eval_gpus: GPUs of the vLLM evaluation pod; a whole number as a string.
             p4_eval_overrides: EvalConfig overrides key=value (max_turns=32, limit=50, ...).
@@ -346,6 +355,7 @@ def build_evaluate(c: Components | None = None) -> Any:
     c = c or build()
 
     @dsl.pipeline(name=EVALUATE_NAME)
+    @_paper_k
     def mini_o3_evaluate(  # list / dict defaults: see build_train
         model_uri: str = "",
         benchmarks: str = DEFAULT_EVAL_BENCHMARKS,
@@ -380,7 +390,7 @@ def build_evaluate(c: Components | None = None) -> Any:
         Args:
             model_uri: The model: models:/NAME@ALIAS or models:/NAME/VERSION (MLflow Model Registry, resolved when the run starts), a sealed artifact URI (e.g. s3://mini-o3/runs/<run>/rl/model) or a hub id (hf://Mini-o3/Mini-o3-7B-v1); may be empty with backend openai:URL.
             benchmarks: Comma-separated name[=source] (visualprobe_hard, vstar, hrbench_4k, mme_realworld, synthetic, ...).
-            k: Samples per question; 0: the paper's k per benchmark (32 VisualProbe / V*, 8 HR-Bench, 1 MME-RealWorld).
+            k: Samples per question; 0: the paper's k per benchmark (<paper k>).
             storage_root: Object-storage prefix of run artifacts (s3://bucket/prefix); each run writes under <root>/<KFP run id>/.
             judge_secret_name: Secret with the LLM judge endpoint and key (END_POINT, API_KEY, API_VERSION or OPENAI_BASE_URL, OPENAI_API_KEY), mounted optionally; never empty (the KFP driver refuses an empty Secret name): to score with rules only set judge_enabled=false.
             judge_enabled: LLM judge for free-form answers (the paper's protocol); false: rule scorers only (evaluation protocol "rule").

@@ -104,6 +104,16 @@ def _family_k() -> dict[str, int]:
 PAPER_K: dict[str, int] = _family_k()
 
 
+def paper_k_text() -> str:
+    """The paper's k per benchmark for help texts: ``32 VP-hard, VP-medium, VP-easy, V*; 8 HR-4K, ...``."""
+    by_k: dict[int, list[str]] = {}
+    for name in PAPER_TABLE:
+        spec = BENCHMARKS[name]
+        if spec.default_k is not None:
+            by_k.setdefault(spec.default_k, []).append(spec.label or name)
+    return "; ".join(f"{k} {', '.join(labels)}" for k, labels in by_k.items())
+
+
 def paper_columns() -> dict[str, str]:
     """Paper Table 1 columns: data source → label, in the paper's order."""
     return {BENCHMARKS[name].data_sources[0]: BENCHMARKS[name].label or name for name in PAPER_TABLE}
