@@ -106,12 +106,11 @@ class EpisodeState:
 
     def run_tool(self, text: str, parser: ParserMode = "strict") -> tuple[Optional[GroundingCall], ToolResult]:
         """Parse the turn's call and crop: the parsed call (None when it does not parse) and the
-        crop or the error. The synchronous engine's tool; verl's ``CropTool`` does the same."""
+        crop or the error. The synchronous engine's tool; verl's ``CropTool`` calls ``tool_result`` too."""
         parsed = parse_grounding(text, parser)
-        if isinstance(parsed, GroundingError):
-            return None, parsed
-        sizes = [image.size for image in self.images]
-        return parsed, crop(parsed, self.raw_images, sizes, relative=self.limits.relative_coordinates)
+        result = tool_result(parsed, self.raw_images, [image.size for image in self.images],
+                             relative=self.limits.relative_coordinates)
+        return (parsed if isinstance(parsed, GroundingCall) else None), result
 
     def observation(self, result: ToolResult, shown: Optional[Image.Image] = None) -> Observation:
         """What the model sees after ``result``; ``shown`` is the model-facing crop when the tool
@@ -151,6 +150,31 @@ class EpisodeState:
     def _end(self, stop: Stop) -> Stop:
         self.stop = stop
         return stop
+
+
+def tool_result(parsed: Union[GroundingCall, GroundingError], raw_images: list[Image.Image],
+                shown_sizes: list[tuple[int, int]], *, relative: bool) -> ToolResult:
+    """The crop tool of every engine: a parse error passes through; a call crops its source (box in
+    the model-facing ``shown_sizes``' coordinates) or fails with the crop's error."""
+    if isinstance(parsed, GroundingError):
+        return parsed
+    try:
+        return crop(parsed, raw_images, shown_sizes, relative=relative)
+    except TypeError as exc:  # a non-numeric coordinate from a hand-made call (verl's tool arguments)
+        return CropError(str(exc))
+
+
+def call_from_arguments(arguments: dict, parser: ParserMode = "strict") -> Union[GroundingCall, GroundingError]:
+    """A tool call handed over as verl tool arguments: ``{"bbox_2d": [...], "source": ...}``, the
+    parser's ``{"error": message}``, or ``{"text": call JSON, "parser": mode}`` (parsed here)."""
+    if "error" in arguments:
+        return GroundingError(str(arguments["error"]))
+    if "text" in arguments:
+        return parse_grounding(str(arguments["text"]), arguments.get("parser", parser))
+    try:
+        return GroundingCall(bbox=tuple(arguments["bbox_2d"]), source=str(arguments["source"]))  # type: ignore[arg-type]
+    except (KeyError, TypeError) as exc:
+        return GroundingError(f"invalid crop arguments {arguments!r:.200}: {exc}")
 
 
 def row_trains(termination: Optional[Termination], *, ignore_exceed: bool = True, ignore_void: bool = False) -> bool:

@@ -15,7 +15,8 @@ from typing import Any, Optional
 from verl.tools.base_tool import BaseTool
 from verl.tools.schemas import OpenAIFunctionToolSchema, ToolResponse
 
-from mini_o3.task import TRAIN_LIMITS, Crop, GroundingCall, GroundingError, crop, parse_grounding, resize_observation
+from mini_o3.task import TRAIN_LIMITS, Crop, resize_observation
+from mini_o3.task.turn_loop import call_from_arguments, tool_result
 
 from .names import CROP_TOOL_NAME
 
@@ -58,24 +59,9 @@ class CropTool(BaseTool):
         raw_images = getattr(agent_data, "raw_images", None)
         if not raw_images:
             raise ValueError("CropTool needs agent_data.raw_images (the trajectory's full-resolution images)")
-        if "error" in parameters:
-            return ToolResponse(text=str(parameters["error"])), 0.0, {"error": str(parameters["error"])}
-        if "text" in parameters:  # the parser's hand-over of a call JSON cannot carry exactly
-            parsed = parse_grounding(str(parameters["text"]), parameters.get("parser", "strict"))
-            if isinstance(parsed, GroundingError):
-                return ToolResponse(text=parsed.message), 0.0, {"error": parsed.message}
-            parameters = {"bbox_2d": parsed.bbox, "source": parsed.source}
-        try:
-            call = GroundingCall(bbox=tuple(parameters["bbox_2d"]), source=str(parameters["source"]))  # type: ignore[arg-type]
-        except (KeyError, TypeError) as exc:
-            message = f"invalid crop arguments {parameters!r:.200}: {exc}"
-            return ToolResponse(text=message), 0.0, {"error": message}
         shown = getattr(agent_data, "image_data", None) or []
         sizes = [image.size for image in shown] or [image.size for image in raw_images]
-        try:
-            result = crop(call, raw_images, sizes, relative=self.relative)
-        except TypeError as exc:  # a non-numeric coordinate from a hand-made call
-            return ToolResponse(text=str(exc)), 0.0, {"error": str(exc)}
+        result = tool_result(call_from_arguments(parameters), raw_images, sizes, relative=self.relative)
         if not isinstance(result, Crop):
             return ToolResponse(text=result.message), 0.0, {"error": result.message}
         image = resize_observation(result.image, self.min_pixels, self.max_pixels)
