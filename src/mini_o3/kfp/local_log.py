@@ -3,13 +3,17 @@
 kfp.local streams every task's stdout into ours, and the KFP executor of each task logs its whole
 ``executor_input`` as indented JSON (hundreds of lines per task, kfp ``dsl/executor_main.py``
 ``Got executor_input:``) plus the component-loading lines. People read the stage lines
-(``[mini-o3] …``), progress and errors; the dump stays one ``--verbose`` away.
+(``[mini-o3] …``), progress and errors; the dump stays one ``--verbose`` away. Each task's stage
+result (a dict output, several hundred characters) is logged as one short line: the stage and the
+URI it produced.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
+import logging
 import re
 import sys
 from collections.abc import Iterator
@@ -19,6 +23,33 @@ from typing import TextIO
 _NOISE = re.compile(r"\[KFP Executor [^\]]*\]: (Looking for component|Loading KFP component|Wrote executor output"
                     r"|Did not write output file)")
 _DUMP_START = re.compile(r"\[KFP Executor [^\]]*\]: Got executor_input:\s*$")
+
+
+_OUTPUT_LINE = re.compile(r"^(\s+\w+: )(\{.*\})$")
+
+
+def compact_results(message: str) -> str:
+    """kfp.local's ``Task … outputs:`` message with every stage-result dict shortened to
+    ``<stage> stage result: <model URI or output URI>``; other lines unchanged."""
+    lines = []
+    for line in message.split("\n"):
+        match = _OUTPUT_LINE.match(line)
+        if match:
+            try:
+                value = ast.literal_eval(match.group(2))
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                value = None
+            if isinstance(value, dict) and {"stage", "out_uri"} <= set(value):
+                line = f"{match.group(1)}{value['stage']} stage result: {value.get('model_uri') or value['out_uri']}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+class _CompactResults(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and " outputs:" in record.msg and not record.args:
+            record.msg = compact_results(record.msg)
+        return True
 
 
 class ExecutorLogFilter(io.TextIOBase):
@@ -80,8 +111,11 @@ def quiet_executor_logs(enabled: bool = True) -> Iterator[None]:
         return
     original = sys.stdout
     sys.stdout = ExecutorLogFilter(original)
+    results = _CompactResults()
+    logging.getLogger().addFilter(results)  # kfp.local logs task outputs on the root logger
     try:
         yield
     finally:
+        logging.getLogger().removeFilter(results)
         sys.stdout.flush()
         sys.stdout = original
