@@ -47,3 +47,14 @@ def test_phrases_come_from_the_task_kit_and_the_model_has_a_row_for_every_id(tok
 def test_phrase_tokens_need_the_reduced_vocabulary():
     with pytest.raises(ValueError, match="phrase_tokens needs vocab='reduced'"):
         TinySpec(phrase_tokens=True)
+
+
+def test_the_grid_names_each_quadrant_with_one_token(tokenizer):
+    """Naming the crop is then a one-token copy from the question (RESULTS.md, "Learning profile":
+    two-token names such as " north" "-west" stalled SFT for 400+ steps)."""
+    from mini_o3.data.synthetic.grid import LEVEL_NAMES
+
+    for names, template in LEVEL_NAMES:
+        for name in names:
+            pieces = [tokenizer.decode([i]) for i in tokenizer.encode(f"What shape is drawn in {template.format(name)}?")]
+            assert name in [piece.strip() for piece in pieces], (name, pieces)

@@ -21,7 +21,8 @@ GRID = SynthConfig(family="grid", width_range=(896, 896), height_range=(896, 896
 def test_grid_names_every_cell_by_one_quadrant_per_level():
     names = {cell_name(r, c, 2) for r in range(4) for c in range(4)}
     assert len(names) == 16
-    assert cell_name(3, 0, 2) == "the bottom-left cell of the south-west block"
+    assert cell_name(3, 0, 2) == "cell 3 of the southwest block"  # cells in reading order inside the block
+    assert cell_name(0, 3, 2) == "cell 2 of the northeast block"
     assert quadrants(3, 0, 2) == [2, 2] and quadrants(0, 3, 2) == [1, 1]
 
 

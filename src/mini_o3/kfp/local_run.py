@@ -47,7 +47,7 @@ LEARN_SYNTHETIC = [
     f"config.coldstart_pixels=[{LEARN_PIXELS[0]},{LEARN_PIXELS[1]}]",
 ]
 LEARN_SFT = [
-    "num_train_epochs=3", "per_device_train_batch_size=8", "gradient_accumulation_steps=1", "learning_rate=2e-3",
+    "num_train_epochs=5", "per_device_train_batch_size=8", "gradient_accumulation_steps=1", "learning_rate=1.5e-3",
     "lr_scheduler_type=constant", "warmup_ratio=0", "cutoff_len=1024", f"image_min_pixels={LEARN_PIXELS[0]}",
     f"image_max_pixels={LEARN_PIXELS[1]}", "freeze_vision_tower=false", "freeze_multi_modal_projector=false",
     "logging_steps=10", "save_steps=1000", "preprocessing_num_workers=1", "dataloader_num_workers=0",
@@ -169,11 +169,18 @@ def task_env(out: Path) -> dict[str, str]:
         "MINI_O3_CACHE": str(out / "cache" / "mini-o3"),
         "MLFLOW_ALLOW_FILE_STORE": "true",
         "DISABLE_VERSION_CHECK": "1",  # LLaMA-Factory: no version nag
-        # one OpenMP thread per task unless the caller chose: the tiny model's ops are too small to share,
-        # and with any other load on 2 cores libgomp's spinning barriers made SFT steps 4-5x slower
-        # (benchmarks/RESULTS.md, "Learning profile")
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(idle_cores()),
     }
+
+
+def idle_cores() -> int:
+    """OpenMP threads for the run's tasks (they run one at a time): the cores not busy at its start.
+
+    On 2 idle cores two threads make an SFT step 1.5x faster than one; beside other load libgomp's
+    spinning barriers made it 4-5x slower (benchmarks/RESULTS.md, "Learning profile"), so busy
+    cores (the 1-minute load average) are left out, and ``OMP_NUM_THREADS`` set by the caller wins."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, round(cores - os.getloadavg()[0])))
 
 
 def run_embedded(config: EmbeddedConfig = EmbeddedConfig(), params: dict[str, Any] | None = None,

@@ -1,7 +1,8 @@
 """The ``grid`` task family: a learning profile where zooming is necessary and cheap to learn.
 
 The canvas is a 2^L x 2^L grid; every cell holds one small dark glyph (one of ``GridSpec.shapes``).
-The question names a cell by one quadrant per level ("the top-left cell of the south-east block")
+The question names a cell by one quadrant per level ("cell 3 of the southeast block"; cells are
+numbered in reading order inside their block)
 and asks which shape it holds, as a multiple-choice question over all shapes (chance =
 1 / len(shapes)). The glyph is a few pixels wide on the model-facing first view (unreadable) and
 readable after zooming coarse to fine, one quadrant per turn, so the policy must zoom, and every
@@ -35,11 +36,12 @@ GRID_STRATEGIES: tuple[GridStrategy, ...] = ("zoom", "recover", "no_zoom")
 _FILL = {"circle": 0.785, "square": 1.0, "triangle": 0.5, "diamond": 0.5, "cross": 5 / 9, "star": 0.36}
 
 
-#: Names of the four quadrants at each zoom level (distinct words per level, so the question's
-#: words say which crop comes first without counting positions).
+#: How the question names the quadrant at each zoom level, in QUADRANT_BOXES order: one word per
+#: quadrant (a single token of the learning profile's vocabulary, so naming the crop is a one-token
+#: copy from the question) and distinct words per level, so the question says which crop comes first.
 LEVEL_NAMES: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("north-west", "north-east", "south-west", "south-east"), "block"),
-    (("top-left", "top-right", "bottom-left", "bottom-right"), "cell"),
+    (("northwest", "northeast", "southwest", "southeast"), "the {} block"),
+    (("1", "2", "3", "4"), "cell {}"),
 )
 
 
@@ -50,7 +52,7 @@ class GridSpec(BaseModel):
 
     levels: int = Field(2, ge=1, le=len(LEVEL_NAMES),
                         description="zoom levels: the grid is 2**levels cells per side; a cell is named by one "
-                                    "quadrant per level ('the top-left cell of the south-east block')")
+                                    "quadrant per level ('cell 3 of the southeast block')")
     shapes: tuple[str, ...] = Field(("circle", "square", "triangle", "cross"),
                                     description="glyph classes = the options, in letter order")
     glyph_frac: tuple[float, float] = Field((0.3, 0.36), description="glyph side / cell side, (low, high)")
@@ -91,8 +93,8 @@ def quadrants(row: int, col: int, levels: int) -> list[int]:
 
 
 def cell_name(row: int, col: int, levels: int) -> str:
-    """``the top-left cell of the south-east block`` (fine first, as said)."""
-    parts = [f"the {LEVEL_NAMES[level][0][q]} {LEVEL_NAMES[level][1]}" for level, q in
+    """``cell 3 of the southeast block`` (fine first, as said)."""
+    parts = [LEVEL_NAMES[level][1].format(LEVEL_NAMES[level][0][q]) for level, q in
              enumerate(quadrants(row, col, levels))]
     return " of ".join(reversed(parts))
 
@@ -160,9 +162,10 @@ class GridOracle:
         self.where = cell_name(row, col, spec.levels)
 
     def _zoom(self, level: int, think: str) -> str:
-        name, unit = LEVEL_NAMES[level][0][self.path[level]], LEVEL_NAMES[level][1]
+        names, template = LEVEL_NAMES[level]
         source = ORIGINAL_IMAGE if level == 0 else observation_source(level)
-        return tool_turn(think.format(what=f"the {name} {unit}"), QUADRANT_BOXES[self.path[level]], source)
+        return tool_turn(think.format(what=template.format(names[self.path[level]])), QUADRANT_BOXES[self.path[level]],
+                         source)
 
     def __call__(self, request: PolicyRequest) -> str:
         meta, turn = self.meta, request.turn
