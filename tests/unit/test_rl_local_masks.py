@@ -156,3 +156,19 @@ def test_a_length_cut_last_turn_gets_no_loss(processor):
     traj = replay(processor, UPSTREAM["cases"]["length_cut_answer"])
     gen = unrle(UPSTREAM["cases"]["length_cut_answer"]["turns"][0]["ids"])
     assert traj.termination == "void" and build_sample(traj, processor).num_trainable == len(gen)
+
+
+def test_a_final_turn_stopped_at_the_tool_stop_without_a_call_trains_only_when_asked(processor):
+    """Upstream's ``get_final_eos_mask`` ends the loss at the last ``<|im_end|>``: a last turn that the
+    ``</grounding>`` stop ended without a parsable ``<grounding>`` (void, no ``<|im_end|>``) is never
+    penalised — the failure GRPO amplified on the learning profile (benchmarks/RESULTS.md).
+    ``mask_cut_final_turn=False`` trains it with the row's advantage."""
+    garbled = '<think>Zoom in on cell 1.0.5, 1.0], "source": "original_image"}</grounding>'
+    traj = episode(scripted(processor, CALL, garbled))
+    call_ids, garbled_ids = generated_ids(processor, CALL, garbled)
+    assert traj.termination == "void" and IM_END not in garbled_ids
+    assert build_sample(traj, processor).num_trainable == len(call_ids)
+    trained = build_sample(traj, processor, mask_cut_final_turn=False)
+    assert trained.num_trainable == len(call_ids) + len(garbled_ids)
+    assert trained.input_ids[-len(garbled_ids):].tolist() == garbled_ids
+    assert trained.loss_mask[-len(garbled_ids):].tolist() == [1.0] * len(garbled_ids)

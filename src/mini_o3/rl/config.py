@@ -121,6 +121,10 @@ class RLConfig(BaseModel):
     )
     ignore_exceed: bool = Field(True, description="exceed trajectories get an all-zero loss mask")
     ignore_void: bool = Field(False, description="void trajectories get an all-zero loss mask (seed: trained)")
+    mask_cut_final_turn: bool = Field(
+        True, description="nothing after the response's last <|im_end|> is trained (seed: get_final_eos_mask), so a "
+                          "final turn cut by the length limit or stopped at </grounding> without a parsable call is "
+                          "never penalised; false trains it with its row's advantage")
     rejection_sample: bool = Field(True, description="drop zero-variance / judge-failed groups and refill")
     min_group_std: float = Field(1e-4, ge=0, description="a group whose reward std is below this is dropped")
     max_num_gen_batches: int = Field(256, gt=0, description="generation batches allowed to fill one RL step")

@@ -54,6 +54,7 @@ def build_sample(
     *,
     ignore_exceed: bool = True,
     ignore_void: bool = False,
+    mask_cut_final_turn: bool = True,
     group: str = "",
     reward: float = 0.0,
     advantage: float = 0.0,
@@ -94,7 +95,8 @@ def build_sample(
                 mask.append(1 if trains else 0)
     if image != len(counts):
         raise ValueError(f"trajectory {traj.sample_id!r}: {image} {IMAGE_PAD} tokens for {len(counts)} images")
-    mask = [m * e for m, e in zip(mask, final_eos_mask(ids, tokenizer.convert_tokens_to_ids(IM_END)))]
+    if mask_cut_final_turn:
+        mask = [m * e for m, e in zip(mask, final_eos_mask(ids, tokenizer.convert_tokens_to_ids(IM_END)))]
     return TrainSample(
         input_ids=torch.tensor(ids, dtype=torch.long),
         loss_mask=torch.tensor(mask, dtype=torch.float32),

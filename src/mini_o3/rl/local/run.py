@@ -179,7 +179,7 @@ def run_rl_local(
             with timers.time("build_tensors"):
                 trajs = [t for g in collected.groups for t in g.trajectories]
                 samples = [build_sample(t, processor, ignore_exceed=config.ignore_exceed, ignore_void=config.ignore_void,
-                                        group=u, reward=r, advantage=a)
+                                        mask_cut_final_turn=config.mask_cut_final_turn, group=u, reward=r, advantage=a)
                            for t, u, r, a in zip(trajs, uids, rewards, advantages)]
             with timers.time("old_logprobs"):
                 compute_old_logprobs(policy, samples, device)

@@ -68,6 +68,7 @@ class MiniO3AgentLoop(AgentLoopBase):
         prompt_set: str = DEFAULT_PROMPT_SET,
         ignore_exceed: bool = True,
         ignore_void: bool = False,
+        mask_cut_final_turn: bool = True,
         **kwargs: Any,
     ):
         # The entry's limit keys (agent_loops.yaml: ``LimitsConfig`` fields; unset: training defaults).
@@ -77,6 +78,7 @@ class MiniO3AgentLoop(AgentLoopBase):
         self.limits = LimitsConfig(**limits).limits()
         self.prompts = get_prompt_set(prompt_set)
         self.ignore_exceed, self.ignore_void = ignore_exceed, ignore_void
+        self.mask_cut_final_turn = mask_cut_final_turn
         by_name = {tool.name: tool for tool in (tools.tools if tools else [])}
         if CROP_TOOL_NAME not in by_name:
             raise ValueError(
@@ -164,7 +166,8 @@ class MiniO3AgentLoop(AgentLoopBase):
         }
         n = self.response_length
         response_ids, mask = response_ids[:n], mask[:n]
-        mask = [m * e for m, e in zip(mask, final_eos_mask(response_ids, self.im_end_id))]  # after the cut, as upstream
+        if self.mask_cut_final_turn:  # after the cut, as upstream
+            mask = [m * e for m, e in zip(mask, final_eos_mask(response_ids, self.im_end_id))]
         return AgentLoopOutput(
             prompt_ids=prompt_ids,
             response_ids=response_ids,

@@ -30,6 +30,7 @@ use_kl_loss, kl_loss_coef/type actor_rollout_ref.actor.use_kl_loss / kl_loss_coe
 adv_eps                        fixed 1e-6 in verl (other values are rejected)
 over_turn_mode                 algorithm.adv_estimator = grpo_minio3 (code) | grpo_minio3_paper
 ignore_exceed / ignore_void    agent-loop kwargs (the loop zeroes the response mask)
+mask_cut_final_turn            agent-loop kwarg (false: the tail after the last <|im_end|> trains)
 rejection_sample, min_group_   trainer.v1.sampler.custom_sampler = MiniO3ReplayBuffer,
 std                            sampler_kwargs.{enable, min_group_std, over_turn_mode}
 max_num_gen_batches            not enforced: verl's V1 buffer refills without a cap
@@ -130,6 +131,7 @@ def agent_loops(config: RLConfig) -> list[dict[str, Any]]:
             "prompt_set": config.prompt_set,
             "ignore_exceed": config.ignore_exceed,
             "ignore_void": config.ignore_void,
+            "mask_cut_final_turn": config.mask_cut_final_turn,
         })
     return entries
 
