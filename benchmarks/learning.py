@@ -9,6 +9,7 @@ Then the learning block (``evaluate.learning.learning_summary``) of base / SFT /
 paired bootstrap CIs over questions, and RSS per RL step (``perf/host_rss_gb``: growth over the run).
 
 ``--rl-steps N`` runs GRPO longer (the memory-growth check of issue 17 wants ≥ 50 steps).
+``--reuse-demo`` keeps a seed's finished demo (``demo.json``) and redoes only the baseline and summary.
 
 Run: ``HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/learning.py --seeds 0 1 2
 [--out-json benchmarks/results/learning.json]``. Not a test: it records figures for RESULTS.md.
@@ -94,24 +95,30 @@ def rss_per_step(root: Path) -> dict[str, Any]:
             "slope_mb_per_step": round(slope * 1000, 2), "per_step_gb": [round(float(v), 3) for v in rss]}
 
 
-def one_seed(seed: int, work: Path, rl_steps: int | None, no_zoom: bool) -> dict[str, Any]:
+def one_seed(seed: int, work: Path, rl_steps: int | None, no_zoom: bool, reuse_demo: bool = False) -> dict[str, Any]:
     from mini_o3.evaluate.learning import learning_summary
 
     out = work / f"seed{seed}"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
     cli = shutil.which("mini-o3") or str(Path(sys.executable).with_name("mini-o3"))
     cmd = [cli, "run", "--out", str(out), "--seed", str(seed)]
     if rl_steps:
         cmd += ["--param", f"rl_overrides=[total_training_steps={rl_steps}]"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    print(f"seed {seed}: {' '.join(cmd[1:])}", flush=True)
-    wall, peak = run_with_peak(cmd, env, out / "run.log")
+    demo = out / "demo.json"  # wall and peak of the demo, kept so --reuse-demo can redo only what follows
+    if reuse_demo and demo.exists():
+        wall, peak = (json.loads(demo.read_text())[k] for k in ("wall_s", "peak_tree_rss_gb"))
+        print(f"seed {seed}: reusing the finished demo in {out}", flush=True)
+    else:
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        print(f"seed {seed}: {' '.join(cmd[1:])}", flush=True)
+        wall, peak = run_with_peak(cmd, env, out / "run.log")
+        demo.write_text(json.dumps({"wall_s": wall, "peak_tree_rss_gb": peak}) + "\n")
     root = run_root(out)
     evals = {"base": root / "eval_base", "sft": root / "eval_sft", "rl": root / "eval"}
     result: dict[str, Any] = {"seed": seed, "command": " ".join(["mini-o3", *cmd[1:]]), "demo_wall_s": round(wall, 1),
-                              "demo_peak_tree_rss_gb": round(peak, 3)}
+                              "demo_peak_tree_rss_gb": round(peak, 3) if peak is not None else None}
     if no_zoom:
         print(f"seed {seed}: no-zoom baseline", flush=True)
         evals["no_zoom"], seconds = no_zoom_baseline(seed, root, out / "no_zoom")
@@ -132,13 +139,15 @@ def main() -> None:
     parser.add_argument("--no-zoom", action=argparse.BooleanOptionalAction, default=True,
                         help="also train and evaluate the no-zoom baseline")
     parser.add_argument("--out-json", type=Path, default=None)
+    parser.add_argument("--reuse-demo", action="store_true",
+                        help="keep a seed's finished demo (its demo.json) and redo only the no-zoom baseline and summary")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     seeds = []
     for seed in args.seeds:
-        seeds.append(one_seed(seed, args.work.resolve(), args.rl_steps, args.no_zoom))
+        seeds.append(one_seed(seed, args.work.resolve(), args.rl_steps, args.no_zoom, args.reuse_demo))
         if args.out_json:  # after every seed: a stopped run keeps what finished
             args.out_json.parent.mkdir(parents=True, exist_ok=True)
             args.out_json.write_text(json.dumps(summary(seeds, args), indent=2) + "\n")
