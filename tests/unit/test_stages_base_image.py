@@ -35,7 +35,8 @@ SCRIPT = textwrap.dedent('''
                                     parent_run_id=parent)
     bench = bodies.prepare_bench(benchmarks="synthetic", name="eval_data", run_root=root, overrides=[], synthetic=synth,
                                  parent_run_id=parent)
-    assert bodies.use_artifact(uri=bench, kind="benchmark data") == bench
+    assert bodies.use_artifact(uri=bench.out_uri, kind="benchmark data") == bench.to_dict()  # its sealed record
+    cold, bench = cold.out_uri, bench.out_uri
     status = bodies.finish_run(storage_root=str(out / "artifacts"), kfp_run_id="run-base-1", pipeline="mini-o3-train",
                                experiment="base", state="SUCCEEDED")
     print(json.dumps({"cold": cold, "bench": bench, "status": status, "parent": parent}))
