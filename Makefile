@@ -1,5 +1,5 @@
 # mini-o3-pipelines — `make demo` runs the main job with embedded defaults; `make test` runs CI
-# (every test); `make test-fast` is the inner loop (the tests not marked slow, about a minute).
+# (every test); `make test-fast` is the inner loop (the tests not marked slow, under a minute).
 # Both set up a fresh machine: a .venv with the pinned dependency set (constraints.txt).
 SHELL := /bin/bash
 PYTHON ?= python3

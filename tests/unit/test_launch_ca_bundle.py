@@ -77,7 +77,7 @@ def https_store(tmp_path_factory):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(d / "srv.crt", d / "srv.key")
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()  # fast shutdown()
     yield f"https://127.0.0.1:{server.server_address[1]}", d / "ca.crt"
     server.shutdown()
 
