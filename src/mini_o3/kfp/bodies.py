@@ -154,10 +154,10 @@ def use_artifact(*, uri: str, kind: str) -> dict[str, Any]:
 
 def model_of(result: dict[str, Any], name: str) -> str:
     """The model URI of an upstream task's stage result (input ``name``)."""
-    model = StageResult.from_dict(result, name).model_uri
-    if model is None:
-        raise StageError(f"{name}: the {result['stage']} stage result at {result['out_uri']!r} holds no model")
-    return model
+    parsed = StageResult.from_dict(result, name)
+    if parsed.model_uri is None:
+        raise StageError(f"{name}: the {parsed.stage} stage result at {parsed.out_uri!r} holds no model")
+    return parsed.model_uri
 
 
 def out_of(result: dict[str, Any], name: str) -> str:

@@ -104,23 +104,26 @@ def read_result(stage: str, out_uri: str) -> StageResult:
 
 def given_result(uri: str, kind: str) -> StageResult:
     """What a skip branch hands on for an artifact given by URI: the result it was sealed with when it
-    has one (``<uri>/stage.json``; a model's ``run/stage.json`` beside ``model/``), else a ``given``
-    result that holds only the URI (hub models, models trained elsewhere)."""
+    has one (``result_uri``: a model's ``run/stage.json`` beside ``model/``, else ``<uri>/stage.json``)
+    and that names this very artifact, else a ``given`` result that holds only the URI (hub models,
+    models trained elsewhere, copies)."""
     from mini_o3 import storage
 
     model = kind.startswith("model")
+    root = uri.rstrip("/")
+    record = None
     if not is_hub_model(uri):
-        root = uri.rstrip("/")
-        candidates = [storage.join(root[: -len("/model")], "run", RESULT_NAME)] if model and root.endswith("/model") else []
-        candidates += [storage.join(root, RESULT_NAME)] if not model else []
-        for candidate in candidates:
-            try:
-                if storage.exists(candidate):
-                    result = StageResult.from_json(storage.get_text(candidate))
-                    if (result.model_uri or "").rstrip("/") == root or (not model and result.out_uri.rstrip("/") == root):
-                        return result
-            except (storage.StorageError, ValueError, TypeError):
-                pass
+        if not model:
+            record = result_uri("data", root)
+        elif root.endswith("/model"):
+            record = result_uri("sft", root[: -len("/model")])  # SFT and RL seal the same layout
+    if record is not None:
+        try:
+            result = StageResult.from_json(storage.get_text(record))
+        except (storage.StorageError, ValueError, TypeError):
+            result = None
+        if result is not None and ((result.model_uri or "") if model else result.out_uri).rstrip("/") == root:
+            return result
     return StageResult("given", uri, model_uri=uri if model else None, outputs={"model" if model else "artifact": uri},
                        info={"kind": kind})
 
