@@ -55,8 +55,8 @@ def test_verbose_keeps_everything(capsys):
 
 
 def test_a_stage_result_output_is_one_short_line(caplog):
-    """kfp.local logs every output value whole (``kfp/local/logging_utils.py``
-    ``make_log_lines_for_outputs``, via ``logging.info`` in ``task_dispatcher.py``); a stage result
+    """kfp.local 2.17 logs every output value whole (``kfp/local/logging_utils.py:120``
+    ``make_log_lines_for_outputs``, via the root logger's ``logging.info`` at ``task_dispatcher.py:228``); a stage result
     dict is hundreds of characters, so the embedded run shows its stage and URI instead."""
     import logging
 

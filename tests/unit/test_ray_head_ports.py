@@ -1,8 +1,9 @@
 """The test Ray head's worker port block never overlaps its named ports.
 
 Ray refuses to start when any named port (dashboard, GCS, …) falls inside ``--min-worker-port`` ..
-``--max-worker-port`` (ray-project/ray ``python/ray/_private/parameter.py``, ``update_pre_selected_port``:
-"Ray component worker_ports is trying to use a port number … that is used by other components"). CI once lost
+``--max-worker-port`` (ray-project/ray 2.60.0 ``python/ray/_private/parameter.py:294``,
+``update_pre_selected_port``, raising at line 343: "Ray component worker_ports is trying to use a port
+number … that is used by other components"). CI once lost
 nine launcher tests to a dashboard port drawn inside the block.
 """
 

@@ -159,7 +159,8 @@ def test_a_length_cut_last_turn_gets_no_loss(processor):
 
 
 def test_a_final_turn_stopped_at_the_tool_stop_without_a_call_trains_only_when_asked(processor):
-    """Upstream's ``get_final_eos_mask`` ends the loss at the last ``<|im_end|>``: a last turn that the
+    """Upstream's ``get_final_eos_mask`` (Mini-o3 ``verl/utils/torch_functional.py:171``, applied in
+    ``verl/workers/rollout/vllm_rollout/vllm_async_engine.py:916``) ends the loss at the last ``<|im_end|>``: a last turn that the
     ``</grounding>`` stop ended without a parsable ``<grounding>`` (void, no ``<|im_end|>``) is never
     penalised — the failure GRPO amplified on the learning profile (benchmarks/RESULTS.md).
     ``mask_cut_final_turn=False`` trains it with the row's advantage."""
