@@ -54,3 +54,19 @@ def test_same_seed_same_text(policy):
     (a,) = policy.rollout_batch([sample], seed=7)
     (b,) = policy.rollout_batch([sample], seed=7)
     assert a.model_outputs == b.model_outputs
+
+
+def test_a_samples_draws_do_not_depend_on_its_batch(tiny_dir):
+    """Per-request seeds (``rollout(seed=...)``, as vLLM's seeded requests): a sample rolled out
+    alone and inside a larger batch yields the same tokens, so an evaluation's samples do not
+    depend on ``concurrency`` or on resuming, and two models evaluated with one seed are paired."""
+    config = EvalConfig(max_tokens_per_turn=12, concurrency=4)
+    policy = LocalHFPolicy(tiny_dir, config.limits(), config.sampling, prompt_set=config.prompt_set,
+                           parser=config.parser, concurrency=config.concurrency)
+    image = Image.new("RGB", (300, 200), "teal")
+    samples = [EpisodeSample("<image>\nWhich shape?", image, f"q#{j}") for j in range(4)]
+    (alone,) = policy.rollout_batch([samples[2]], seed=11)
+    batched = policy.rollout_batch(samples, seed=11)
+    assert batched[2].model_outputs == alone.model_outputs
+    assert len({tuple(t.model_outputs) for t in batched}) > 1  # each sample id draws its own tokens
+    assert policy.rollout_batch(samples, seed=12)[2].model_outputs != alone.model_outputs

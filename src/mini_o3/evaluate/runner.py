@@ -24,7 +24,6 @@ above ``max_error_rate``. KeyboardInterrupt / SystemExit stop the run at once (n
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -56,7 +55,9 @@ class EpisodePolicy(Protocol):
 
 
 class BatchPolicy(Protocol):
-    """Rolls out many episodes at once (local batched generation)."""
+    """Rolls out many episodes at once (local batched generation). ``seed`` is the run's base seed
+    (``EvalConfig.seed``): each episode's draws derive from it and the episode's sample id, so they
+    do not depend on how the samples were batched."""
 
     def rollout_batch(self, samples: Sequence[EpisodeSample], seed: int) -> list[Trajectory]: ...
 
@@ -407,11 +408,6 @@ class _Breaker:
 # -- the run ---------------------------------------------------------------------------------
 
 
-def episode_seed(base: int, question_id: str, sample: int) -> int:
-    digest = hashlib.sha256(f"{base}:{question_id}:{sample}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")
-
-
 def run_eval(
     policy_spec: PolicySpec,
     bench_dirs: list[Path],
@@ -564,8 +560,7 @@ def _run_batched(policy: BatchPolicy, jobs: list[tuple[Question, int]], store: S
         first, sample = batch[0]
         began = time.perf_counter()
         try:
-            trajs = policy.rollout_batch([_episode_sample(q, j) for q, j in batch],
-                                         episode_seed(config.seed, first.record.id, sample))
+            trajs = policy.rollout_batch([_episode_sample(q, j) for q, j in batch], config.seed)
         except Exception as exc:
             if len(batch) == 1:
                 record = error_record(first, sample, "rollout", exc, time.perf_counter() - began, config)

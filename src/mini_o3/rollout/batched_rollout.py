@@ -1,7 +1,10 @@
 """Lock-step batched rollouts: every sample is a task-kit ``Episode`` (the step-driven
 ``run_episode``); each round collects the next request of every live episode and answers all of
 them with ONE ``backend.generate`` call. Requests are batched in episode order, so a seeded run
-is deterministic."""
+is deterministic. With ``seed``, every request carries its own seed from (seed, sample id, turn):
+an episode's draws then depend on no other episode (batch size, concurrency, resume), and two
+models rolled out with the same seed sample with common random numbers (their paired difference
+has less variance than two independent runs')."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from mini_o3.task import (
 )
 
 from .hf_backend import GenerationRequest, RolloutBackend
-from .settings import SamplingConfig
+from .settings import SamplingConfig, request_seed
 
 
 @dataclass
@@ -48,8 +51,10 @@ def rollout(
     parser: str = "strict",
     max_live: int = 1024,
     stats: RolloutStats | None = None,
+    seed: int | None = None,
 ) -> list[Trajectory]:
     """Roll out one episode per sample (at most ``max_live`` at once); trajectories in input order.
+    ``seed``: the base of per-request seeds (samples without a ``sample_id`` use their index).
     A failing episode (its image, its output, the backend) does not stop the others; the first
     failure, by sample order, is raised at the end as a ``RolloutError``."""
     if max_live < 1:
@@ -80,8 +85,9 @@ def rollout(
         batch = sorted(live.items())
         requests = [episode.request() for _, episode in batch]  # live episodes have one
         generation = [
-            GenerationRequest(r.trajectory.token_stream(), tuple(r.trajectory.images), r.max_tokens, tuple(r.stop))
-            for r in requests  # type: ignore[union-attr]
+            GenerationRequest(r.trajectory.token_stream(), tuple(r.trajectory.images), r.max_tokens, tuple(r.stop),
+                              None if seed is None else request_seed(seed, samples[i].sample_id or i, r.turn))
+            for (i, _), r in zip(batch, requests)  # type: ignore[union-attr]
         ]
         start = time.perf_counter()
         try:

@@ -3,6 +3,10 @@ the local evaluation policy batch every live episode through one.
 
 ``HFBackend`` runs ONE left-padded ``model.generate`` (KV cache) over every request of a batch with
 all their images. A vLLM backend would implement the same ``RolloutBackend`` protocol.
+
+Requests that carry a ``seed`` are sampled like vLLM's seeded requests: from their own generator
+(Gumbel-max over the temperature / top-k / top-p warped logits, an exact draw from the same
+distribution), so a request's tokens depend on no other row of the batch.
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ MAX_VALID_TOKEN_ID = 151664
 @dataclass(frozen=True)
 class GenerationRequest:
     """One turn to generate: the raw token stream (one ``<|image_pad|>`` per image), the
-    model-facing images in order, the turn's token budget and its stop strings."""
+    model-facing images in order, the turn's token budget, its stop strings and, optionally, its
+    own sampling seed."""
 
     prompt: str
     images: tuple[Image.Image, ...]
     max_tokens: int
     stop: tuple[str, ...] = ()
+    seed: int | None = None
 
 
 class TokenizerCounter:
@@ -110,7 +116,11 @@ class HFBackend:
         stop = list(requests[0].stop)
         if stop:
             kwargs.update(stop_strings=stop, tokenizer=tokenizer)
-        if sampling.do_sample and sampling.temperature > 0:  # temperature 0 is greedy, as in vLLM
+        seeds = [request.seed for request in requests]
+        if sampling.do_sample and sampling.temperature > 0 and None not in seeds:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None,
+                          logits_processor=seeded_sampler(seeds, sampling))  # type: ignore[arg-type]
+        elif sampling.do_sample and sampling.temperature > 0:  # temperature 0 is greedy, as in vLLM
             kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
                           top_k=max(0, sampling.top_k))
         else:
@@ -147,6 +157,37 @@ class HFBackend:
         text = tokenizer.decode(kept, skip_special_tokens=True)
         finish = "stop" if stopped or len(ids) < budget else "length"
         return PolicyOutput(text=text, finish_reason=finish, num_tokens=len(kept), token_ids=tuple(kept))
+
+
+def seeded_sampler(seeds: Sequence[int], sampling: SamplingConfig) -> Any:
+    """Logits processors that turn greedy decoding into sampling with one generator per row: the
+    temperature / top-k / top-p warpers, then Gumbel noise drawn from the row's generator (the
+    argmax of logits + Gumbel noise is a draw from their softmax). A row's t-th token uses its
+    generator's t-th draw, whatever else is in the batch."""
+    import torch
+    from transformers import (
+        LogitsProcessor,
+        LogitsProcessorList,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    class GumbelNoise(LogitsProcessor):
+        def __init__(self) -> None:
+            self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            u = torch.stack([torch.rand(scores.shape[-1], generator=g, dtype=torch.float64) for g in self.generators])
+            gumbel = -torch.log(-torch.log(u.clamp(min=1e-300)))
+            return scores + gumbel.to(scores.device, scores.dtype)
+
+    warpers: list[Any] = [TemperatureLogitsWarper(sampling.temperature)]
+    if sampling.top_k > 0:
+        warpers.append(TopKLogitsWarper(sampling.top_k))
+    if sampling.top_p < 1.0:
+        warpers.append(TopPLogitsWarper(sampling.top_p))
+    return LogitsProcessorList([*warpers, GumbelNoise()])
 
 
 def _as_list(value: Any) -> list[int]:

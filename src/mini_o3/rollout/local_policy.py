@@ -34,11 +34,9 @@ class LocalHFPolicy:
         self.prompt_set, self.parser, self.concurrency = prompt_set, parser, concurrency
 
     def rollout_batch(self, samples: Sequence[EpisodeSample], seed: int) -> list[Trajectory]:
-        """Trajectories of ``samples`` (input order); ``seed`` seeds torch for the whole batch."""
-        import torch
-
-        torch.manual_seed(seed)
+        """Trajectories of ``samples`` (input order). ``seed`` is the base of every request's own
+        seed (``rollout``): a sample's draws depend on its id, turn and ``seed`` only."""
         return rollout(
             self.backend, samples, self.limits, self.sampling, counter=self.counter,
-            prompt_set=self.prompt_set, parser=self.parser, max_live=self.concurrency,
+            prompt_set=self.prompt_set, parser=self.parser, max_live=self.concurrency, seed=seed,
         )

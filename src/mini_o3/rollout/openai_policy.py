@@ -49,7 +49,7 @@ from mini_o3.redact import redact_url
 from mini_o3.task import PolicyOutput, PolicyRequest
 from mini_o3.task.prompts import TOOL_STOP
 
-from .settings import SamplingConfig, flat_keys, lift_flat_keys
+from .settings import SamplingConfig, flat_keys, lift_flat_keys, request_seed
 
 _GROUNDING_OPEN = "<grounding>"
 #: HTTP statuses retried with backoff (besides connection errors and timeouts).
@@ -157,12 +157,6 @@ class OpenAIPolicyConfig(BaseModel):
         """The URL requests go to, without credentials (for error messages)."""
         url = os.environ.get(self.azure_endpoint_env, f"${self.azure_endpoint_env}") if self.api == "azure" else self.base_url
         return redact_url(url)
-
-
-def request_seed(base: int, question_id: str, sample: int, turn: int) -> int:
-    """Deterministic per-request seed in [0, 2**31) from (base, question, sample, turn)."""
-    digest = hashlib.sha256(f"{base}\x1f{question_id}\x1f{sample}\x1f{turn}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % (2**31)
 
 
 def png_data_url(image: Image.Image, compress_level: int = 1) -> str:

@@ -9,6 +9,7 @@ as TRL's ``GRPOConfig`` does with its ``*_eval`` settings); ``EvalConfig`` as ``
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict
 from typing import Any, Optional
 
@@ -127,3 +128,13 @@ def lift_flat_keys(config: type[BaseModel], aliases: dict[str, str], data: Any) 
         node[name] = out.pop(alias)
         out[parent] = node
     return out
+
+
+def request_seed(base: int, *parts: object) -> int:
+    """Deterministic per-request sampling seed in [0, 2**31) from ``base`` and what names the request:
+    (question, sample, turn) for the OpenAI policy, (sample id, turn) for the local backend. A
+    request's draws then depend on no other request (batching, concurrency, resume), and two
+    models evaluated with the same base seed sample with common random numbers."""
+    key = "\x1f".join(str(p) for p in (base, *parts))
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % (2**31)
