@@ -178,9 +178,27 @@ def idle_cores() -> int:
 
     On 2 idle cores two threads make an SFT step 1.5x faster than one; beside other load libgomp's
     spinning barriers made it 4-5x slower (benchmarks/RESULTS.md, "Learning profile"), so busy
-    cores (the 1-minute load average) are left out, and ``OMP_NUM_THREADS`` set by the caller wins."""
+    cores (``busy_cores``: now, not the lagging load average, which still counts a just-finished
+    ``make setup`` for a minute) are left out, and ``OMP_NUM_THREADS`` set by the caller wins."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, round(cores - os.getloadavg()[0])))
+    return max(1, min(cores, round(cores - busy_cores())))
+
+
+def busy_cores(window_s: float = 0.5, stat: Path = Path("/proc/stat")) -> float:
+    """Cores busy right now: the non-idle share of the machine's CPU time over ``window_s``
+    (``/proc/stat``) times its CPU count; the 1-minute load average where ``stat`` is unreadable."""
+    def times() -> tuple[int, int]:
+        fields = [int(v) for v in stat.read_text().split("\n", 1)[0].split()[1:9]]
+        return sum(fields), fields[3] + fields[4]  # all but guest time (counted in user); idle + iowait
+
+    try:
+        total0, idle0 = times()
+        time.sleep(window_s)
+        total1, idle1 = times()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0]
+    total = total1 - total0
+    return 0.0 if total <= 0 else (1.0 - (idle1 - idle0) / total) * (os.cpu_count() or 1)
 
 
 def run_embedded(config: EmbeddedConfig = EmbeddedConfig(), params: dict[str, Any] | None = None,
