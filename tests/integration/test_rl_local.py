@@ -118,3 +118,16 @@ def test_batched_generation_matches_one_at_a_time(tiny_dir):
     assert [o.num_tokens for o in batched] == [8, 10]
     # temperature 0 means greedy (vLLM's SamplingParams rule; HF generate refuses temperature=0 with sampling on)
     assert backend.generate(requests, SamplingConfig(do_sample=True, temperature=0.0)) == batched
+
+
+def test_the_kl_loss_runs_against_the_starting_policy(tiny_dir, synth, tmp_path):
+    """``use_kl_loss=true`` (off in the seed) loads the starting policy as a frozen reference:
+    its log-probs are computed every step and the KL term is reported (0 at the first step, where the
+    policy is the reference). Before this, the local engine ignored the setting; the term's value
+    and gradient are checked by hand in ``test_rl_local_loss.py``."""
+    out = tmp_path / "kl"
+    run_rl_local(tiny_dir, [synth], [synth], out, progress=False,
+                 overrides=TINY + ["total_training_steps=2", "save_freq=-1", "use_kl_loss=true", "kl_loss_coef=0.1"])
+    train = [m for m in lines(out / "metrics.jsonl") if "rollout/reward" in m]
+    assert all("timing/ref_logprobs" in m and "actor/kl_loss" in m for m in train)
+    assert train[0]["actor/kl_loss"] == pytest.approx(0.0, abs=1e-6)

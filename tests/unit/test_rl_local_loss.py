@@ -86,3 +86,47 @@ def test_gradient_is_clipped_to_the_max_norm():
     update_policy(model, torch.optim.SGD(model.parameters(), lr=1.0), [a], settings=LossSettings(),
                   mini_batch_size=1, micro_batch_size=1, ppo_epochs=1, grad_clip=0.5, device="cpu")
     assert float((before - model.W.detach()).norm()) == pytest.approx(0.5, rel=1e-4)
+
+
+def test_kl_loss_pulls_toward_the_reference_with_the_hand_gradient():
+    """``use_kl_loss`` in the local engine: the loss adds ``kl_coef`` x the low-variance KL
+    (verl ``kl_penalty`` "low_var_kl": ``exp(ref - logp) - (ref - logp) - 1``, aggregated like
+    the policy loss) to the reference log-probs, and ``actor/kl_loss`` reports it."""
+    model = TableModel(4, 3)
+    reference = TableModel(4, 3)
+    with torch.no_grad():
+        reference.W.add_(torch.tensor([[0.0, 1.0, 0.0]] * 4))  # the reference prefers token 1
+    a = TrainSample(torch.tensor([0, 1, 2, 1]), torch.tensor([0.0, 1.0, 1.0, 0.0]), None, None, advantage=0.0)
+    compute_old_logprobs(model, [a], "cpu")
+    compute_old_logprobs(reference, [a], "cpu", into="ref_logprobs")
+    W = model.W.detach().clone().requires_grad_(True)
+    lsm = torch.log_softmax(W, dim=-1)
+    ref = a.ref_logprobs
+    logp = torch.stack([lsm[0, 1], lsm[1, 2]])
+    diff = ref - logp
+    hand_kl = (torch.exp(diff) - diff - 1).mean()  # seq-mean-token-mean over one row
+    (0.5 * hand_kl).backward()
+    before = model.W.detach().clone()
+    metrics = update_policy(model, torch.optim.SGD(model.parameters(), lr=1.0), [a],
+                            settings=LossSettings(kl_coef=0.5), mini_batch_size=1, micro_batch_size=1,
+                            ppo_epochs=1, grad_clip=1e9, device="cpu")
+    assert float(hand_kl) > 0.01
+    assert torch.allclose(before - model.W.detach(), W.grad, atol=1e-5)
+    assert metrics["actor/kl_loss"] == pytest.approx(float(hand_kl), abs=1e-5)
+
+
+def test_kl_loss_without_reference_log_probs_is_refused():
+    a = TrainSample(torch.tensor([0, 1]), torch.tensor([0.0, 1.0]), None, None, advantage=1.0)
+    a.old_logprobs = torch.tensor([-1.0])
+    with pytest.raises(ValueError, match="no reference log-probs"):
+        micro_batch_loss([torch.tensor([-1.0])], [a.old_logprobs], [1.0], LossSettings(kl_coef=0.1), 1.0,
+                         ref_logprobs=[None])
+
+
+def test_the_kl_settings_come_from_the_config_only_with_a_reference_model():
+    from mini_o3.rl.config import RLConfig
+
+    assert LossSettings.from_config(RLConfig()).kl_coef == 0.0  # seed: off
+    assert LossSettings.from_config(RLConfig(use_kl_loss=True, kl_loss_coef=0.0)).kl_coef == 0.0
+    on = LossSettings.from_config(RLConfig(use_kl_loss=True, kl_loss_coef=0.05, kl_loss_type="kl"))
+    assert (on.kl_coef, on.kl_type) == (0.05, "kl")

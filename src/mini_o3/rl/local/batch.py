@@ -33,6 +33,7 @@ class TrainSample:
     reward: float = 0.0
     advantage: float = 0.0
     old_logprobs: Any = None  # FloatTensor [n_trainable], filled before the update
+    ref_logprobs: Any = None  # FloatTensor [n_trainable] under the reference policy (KL loss only)
 
     @property
     def num_trainable(self) -> int:

@@ -104,6 +104,9 @@ def run_rl_local(
     torch.manual_seed(config.seed)
     processor = AutoProcessor.from_pretrained(str(source))
     policy = AutoModelForImageTextToText.from_pretrained(str(source), dtype=dtype).to(device)
+    # The KL loss's reference: the starting policy (model_dir, also on resume), frozen, as verl's ref.
+    reference = (AutoModelForImageTextToText.from_pretrained(str(model_dir), dtype=dtype).to(device).eval()
+                 .requires_grad_(False) if config.uses_reference_model else None)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr, betas=config.adam_betas,
                                   weight_decay=config.weight_decay)
     warmup = int(config.lr_warmup_steps_ratio * total_steps)
@@ -183,6 +186,9 @@ def run_rl_local(
                            for t, u, r, a in zip(trajs, uids, rewards, advantages)]
             with timers.time("old_logprobs"):
                 compute_old_logprobs(policy, samples, device)
+            if reference is not None:
+                with timers.time("ref_logprobs"):
+                    compute_old_logprobs(reference, samples, device, into="ref_logprobs")
             actor = update_policy(policy, optimizer, samples, settings=settings,
                                   mini_batch_size=config.trajectories_per_mini_batch,
                                   micro_batch_size=config.ppo_micro_batch_size_per_gpu,

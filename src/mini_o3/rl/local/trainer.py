@@ -35,11 +35,14 @@ class LossSettings:
     agg: str = "seq-mean-token-mean"
     mode: str = "code"
     entropy_coef: float = 0.0
+    kl_coef: float = 0.0  # > 0 only with a reference policy (``RLConfig.uses_reference_model``)
+    kl_type: str = "low_var_kl"
 
     @classmethod
     def from_config(cls, config: RLConfig) -> LossSettings:
         return cls(config.clip_ratio_low, config.clip_ratio_high, config.loss_agg_mode,
-                   config.over_turn_mode, config.entropy_coeff)
+                   config.over_turn_mode, config.entropy_coeff,
+                   config.kl_loss_coef if config.uses_reference_model else 0.0, config.kl_loss_type)
 
 
 def sequence_logprobs(model: Any, sample: TrainSample, device: str, *, with_entropy: bool = False) -> tuple[Any, Any]:
@@ -67,15 +70,16 @@ def sequence_logprobs(model: Any, sample: TrainSample, device: str, *, with_entr
     return logprobs, entropy
 
 
-def compute_old_logprobs(model: Any, samples: Sequence[TrainSample], device: str) -> None:
-    """Fill ``sample.old_logprobs`` with the current policy's log-probs (no grad)."""
+def compute_old_logprobs(model: Any, samples: Sequence[TrainSample], device: str, *, into: str = "old_logprobs") -> None:
+    """Fill ``sample.<into>`` (``old_logprobs``; ``ref_logprobs`` for the reference) with
+    ``model``'s log-probs of the trainable tokens (no grad)."""
     import torch
 
     was_training = model.training
     model.eval()
     with torch.no_grad():
         for sample in samples:
-            sample.old_logprobs = sequence_logprobs(model, sample, device)[0].detach()
+            setattr(sample, into, sequence_logprobs(model, sample, device)[0].detach())
     model.train(was_training)
 
 
@@ -110,8 +114,10 @@ def micro_batch_loss(
     settings: LossSettings,
     normalizer: float,
     entropies: Sequence[Any] | None = None,
+    ref_logprobs: Sequence[Any] | None = None,
 ) -> PolicyLossOutput:
-    """``policy_loss`` over one micro-batch of 1-D per-trajectory log-probs."""
+    """``policy_loss`` over one micro-batch of 1-D per-trajectory log-probs (with the KL term to
+    ``ref_logprobs`` when ``settings.kl_coef`` > 0)."""
     import torch
 
     values, mask = pad_rows(list(logprobs))
@@ -121,10 +127,16 @@ def micro_batch_loss(
     old, _ = pad_rows(list(old_logprobs), device=str(stacked.device))
     entropy = pad_rows(list(entropies), device=str(stacked.device))[0] if entropies is not None else None
     adv = torch.tensor(list(advantages), dtype=torch.float32, device=stacked.device)
+    ref = None
+    if settings.kl_coef > 0:
+        if ref_logprobs is None or any(r is None for r in ref_logprobs):
+            raise ValueError("the KL loss is on (kl_coef > 0) but a sample has no reference log-probs")
+        ref = pad_rows(list(ref_logprobs), device=str(stacked.device))[0]
     return policy_loss(
         stacked, old, adv, mask.to(stacked.device),
         clip_low=settings.clip_low, clip_high=settings.clip_high, agg=settings.agg,  # type: ignore[arg-type]
         normalizer=normalizer, entropy=entropy, entropy_coef=settings.entropy_coef,
+        ref_logprobs=ref, kl_coef=settings.kl_coef, kl_type=settings.kl_type,  # type: ignore[arg-type]
     )
 
 
@@ -158,7 +170,7 @@ def update_policy(
             mini = samples[start:start + mini_batch_size]
             normalizer = mini_batch_normalizer(mini, settings)
             optimizer.zero_grad(set_to_none=True)
-            mini_loss = 0.0
+            mini_loss, mini_kl = 0.0, 0.0
             for m in range(0, len(mini), micro_batch_size):
                 micro = list(mini[m:m + micro_batch_size])
                 if all(s.num_trainable == 0 for s in micro):
@@ -172,9 +184,12 @@ def update_policy(
                     rows = [sequence_logprobs(model, s, device, with_entropy=True) for s in micro]
                     out = micro_batch_loss([r[0] for r in rows], [s.old_logprobs for s in micro],
                                            [s.advantage for s in micro], settings, normalizer,
-                                           entropies=[r[1] for r in rows])
+                                           entropies=[r[1] for r in rows],
+                                           ref_logprobs=[s.ref_logprobs for s in micro] if settings.kl_coef > 0 else None)
                     out.loss.backward()
-                mini_loss += float(out.loss.detach())
+                mini_loss += float(out.pg_loss.detach())
+                if out.kl is not None:
+                    mini_kl += float(out.kl.detach())
                 record("actor/clip_fraction", out.clip_fraction)
                 record("actor/approx_kl", out.approx_kl)
                 if out.entropy is not None:
@@ -186,5 +201,7 @@ def update_policy(
                     optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             record("actor/pg_loss", mini_loss)
+            if settings.kl_coef > 0:
+                record("actor/kl_loss", mini_kl)  # the mini-batch's KL term (before kl_coef)
             record("actor/grad_norm", float(grad_norm))
     return {name: sums[name] / counts[name] for name in sums}
