@@ -54,7 +54,8 @@ LEARN_SFT = [
     "extra_args.disable_gradient_checkpointing=true",
 ]
 LEARN_RL = [
-    "total_training_steps=10", "train_batch_size=16", "rollout_n=4", "ppo_mini_batch_size=16", "lr=5e-5",
+    "total_training_steps=10", "train_batch_size=16", "rollout_n=4", "ppo_mini_batch_size=16", "lr=1e-4",
+    "lr_warmup_steps_ratio=0.3", "use_kl_loss=true", "kl_loss_coef=0.1",
     "max_tokens_per_turn=64", "max_turns=4", "val_max_turns=4", "val_n=1", "val_do_sample=false",
     "val_before_train=true", "test_freq=5", "save_freq=10", "judge.enabled=false",
     f"min_pixels={LEARN_PIXELS[0]}", f"max_pixels={LEARN_PIXELS[1]}",
