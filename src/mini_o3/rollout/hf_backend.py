@@ -117,10 +117,11 @@ class HFBackend:
         if stop:
             kwargs.update(stop_strings=stop, tokenizer=tokenizer)
         seeds = [request.seed for request in requests]
-        if sampling.do_sample and sampling.temperature > 0 and None not in seeds:
+        samples = sampling.do_sample and sampling.temperature > 0  # temperature 0 is greedy, as in vLLM
+        if samples and None not in seeds:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None,
                           logits_processor=seeded_sampler(seeds, sampling))  # type: ignore[arg-type]
-        elif sampling.do_sample and sampling.temperature > 0:  # temperature 0 is greedy, as in vLLM
+        elif samples:
             kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
                           top_k=max(0, sampling.top_k))
         else:
