@@ -80,10 +80,16 @@ def no_zoom_baseline(seed: int, root: Path, work: Path) -> tuple[Path, float]:
     return Path(ev.out_uri), time.perf_counter() - start
 
 
-def rss_per_step(root: Path) -> dict[str, Any]:
-    """RSS per RL step (``perf/host_rss_gb``) and its growth: last minus first, and per step by least squares."""
-    rows = [json.loads(line) for line in (root / "rl" / "run" / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    points = [(r["step"], r["perf/host_rss_gb"]) for r in rows if "perf/host_rss_gb" in r]
+def rl_step_rows(rl_dir: Path) -> list[dict[str, Any]]:
+    """The training-step rows (those with ``perf/host_rss_gb``) of an RL stage folder's ``run/metrics.jsonl``."""
+    rows = [json.loads(line) for line in (rl_dir / "run" / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [r for r in rows if "perf/host_rss_gb" in r]
+
+
+def rss_per_step(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """RSS per RL step (``perf/host_rss_gb`` of ``rl_step_rows``) and its growth: last minus first, and
+    per step by least squares."""
+    points = [(r["step"], r["perf/host_rss_gb"]) for r in rows]
     if len(points) < 2:
         return {"steps": len(points)}
     import numpy as np
@@ -125,7 +131,7 @@ def one_seed(seed: int, work: Path, rl_steps: int | None, no_zoom: bool, reuse_d
         result["no_zoom_wall_s"] = round(seconds, 1)
     learning = learning_summary({k: str(v) for k, v in evals.items()}, seed=seed)
     result["learning"] = learning
-    result["rl_rss"] = rss_per_step(root)
+    result["rl_rss"] = rss_per_step(rl_step_rows(root / "rl"))
     result["sft_metrics"] = json.loads((root / "sft" / "run" / "stage.json").read_text()).get("metrics", {})
     print(json.dumps({k: v for k, v in result.items() if k != "rl_rss"}, indent=1)[:3000], flush=True)
     return result

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from learning import run_root  # noqa: E402
+from learning import rl_step_rows, rss_per_step, run_root  # noqa: E402
 
 
 def train(seed_dir: Path, steps: int, out: Path) -> float:
@@ -46,23 +46,20 @@ def train(seed_dir: Path, steps: int, out: Path) -> float:
 
 
 def summarise(out: Path) -> dict[str, Any]:
-    """Per-step RSS, reward and void ratio from ``run/metrics.jsonl``; growth over the run and per half."""
+    """``learning.rss_per_step`` of the run's steps, plus the RSS slope over each half of it and the sampled
+    reward and void ratio per step (from ``run/metrics.jsonl``)."""
     import numpy as np
 
-    rows = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if "perf/host_rss_gb" in r]
+    rows = rl_step_rows(out)
     if len(rows) < 4:
         raise SystemExit(f"{out / 'run' / 'metrics.jsonl'}: {len(rows)} steps with perf/host_rss_gb, need ≥ 4")
-    steps = np.array([r["step"] for r in rows], dtype=float)
-    rss = np.array([r["perf/host_rss_gb"] for r in rows], dtype=float)
+    steps, rss = np.array([[r["step"], r["perf/host_rss_gb"]] for r in rows], dtype=float).T
     half = len(rows) // 2
     slope = lambda a, b: round(float(np.polyfit(steps[a:b], rss[a:b], 1)[0]) * 1000, 2)  # noqa: E731
-    return {"steps": len(rows), "first_gb": round(float(rss[0]), 3), "last_gb": round(float(rss[-1]), 3),
-            "max_gb": round(float(rss.max()), 3), "growth_gb": round(float(rss[-1] - rss[0]), 3),
-            "slope_mb_per_step": {"first_half": slope(0, half), "second_half": slope(half, len(rows))},
-            "per_step": [{"step": int(r["step"]), "host_rss_gb": round(r["perf/host_rss_gb"], 3),
-                          "reward": round(r.get("rollout/reward", float("nan")), 4),
-                          "void_ratio": round(r.get("rollout/void_ratio", float("nan")), 4)} for r in rows]}
+    return {**rss_per_step(rows), "slope_mb_per_step_halves": {"first": slope(0, half), "second": slope(half, len(rows))},
+            "reward_per_step": [round(r.get("rollout/reward", float("nan")), 4) for r in rows],
+            "void_ratio_per_step": [round(r.get("rollout/void_ratio", float("nan")), 4) for r in rows],
+            "step_numbers": [int(r["step"]) for r in rows]}
 
 
 def plot(summary: dict[str, Any], path: Path) -> None:
@@ -71,16 +68,15 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = summary["per_step"]
-    x = [r["step"] for r in rows]
+    x = summary["step_numbers"]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
-    top.plot(x, [r["host_rss_gb"] for r in rows], marker=".", color="tab:blue")
+    top.plot(x, summary["per_step_gb"], marker=".", color="tab:blue")
     top.set_ylabel("host RSS of the RL process (GB)")
     top.set_title(f"GRPO, {summary['steps']} steps: RSS {summary['first_gb']} → {summary['last_gb']} GB "
-                  f"(slope {summary['slope_mb_per_step']['second_half']} MB/step over the second half)", fontsize=9)
+                  f"(slope {summary['slope_mb_per_step_halves']['second']} MB/step over the second half)", fontsize=9)
     top.grid(alpha=0.3)
-    bottom.plot(x, [r["reward"] for r in rows], marker=".", label="sampled reward", color="tab:green")
-    bottom.plot(x, [r["void_ratio"] for r in rows], marker=".", label="void ratio", color="tab:red")
+    bottom.plot(x, summary["reward_per_step"], marker=".", label="sampled reward", color="tab:green")
+    bottom.plot(x, summary["void_ratio_per_step"], marker=".", label="void ratio", color="tab:red")
     bottom.set_ylim(0, 1)
     bottom.set_xlabel("RL step")
     bottom.set_ylabel("share of rollouts")
@@ -103,7 +99,7 @@ def main() -> None:
     args = parser.parse_args()
     wall = None if args.reuse else round(train(args.seed_dir, args.steps, args.out), 1)
     summary = {"date": time.strftime("%Y-%m-%d"), "seed_dir": str(args.seed_dir), "wall_s": wall, **summarise(args.out)}
-    print(json.dumps({k: v for k, v in summary.items() if k != "per_step"}, indent=1))
+    print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, list)}, indent=1))
     if args.out_json:
         args.out_json.parent.mkdir(parents=True, exist_ok=True)
         args.out_json.write_text(json.dumps(summary, indent=1) + "\n")
